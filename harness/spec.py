@@ -1,0 +1,212 @@
+"""RunSpec: the complete, hashable description of one training run.
+
+The run id is derived from the canonical spec without the seed, plus the seed, so
+that re-running an identical spec finds its finished result (DESIGN.md, "Run identity").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import UserError
+
+# Training options that `--set key=value` may override besides the method's own.
+TRAIN_KEYS = (
+    "optimizer", "momentum", "weight_decay", "schedule", "lr_min",
+    "warmup_epochs", "clip_norm", "val_size",
+)
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a run's numbers (device and paths do not)."""
+
+    method: str
+    arch: str
+    dataset: str
+    epochs: int = 5
+    batch_size: int = 100
+    lr: float = 0.004
+    # Paper recipe (CEMNet §4): RMSprop, cosine decay of the lr to 1e-7, per step.
+    optimizer: str = "rmsprop"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    lr_min: float = 1e-7
+    warmup_epochs: float = 0.0   # linear warm-up from 0, as in the CEMNet code
+    clip_norm: float = 0.0       # per-tensor gradient norm clip; 0 = off
+    val_size: int = 5000
+    subset: int = 0              # >0: train on the first N training images (quick checks)
+    seed: int = 0
+    budget: str = ""             # suite budget label ("paper", "short"); "" for ad-hoc runs
+    hparams: dict[str, Any] = field(default_factory=dict)  # method options (--set)
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise UserError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise UserError(f"--lr must be > 0, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if self.subset < 0:
+            raise UserError(f"--subset must be >= 0, got {self.subset}")
+        if self.val_size < 0:
+            raise UserError(f"val_size must be >= 0, got {self.val_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise UserError(f"unknown run-spec keys {sorted(unknown)}; valid keys: {sorted(names)}")
+        return cls(**d)
+
+    def config_hash(self) -> str:
+        """Hash of the canonical spec without the seed (12 hex digits)."""
+        d = self.to_dict()
+        d.pop("seed")
+        canon = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canon.encode()).hexdigest()[:12]
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.config_hash()}-s{self.seed}"
+
+    def replace(self, **changes) -> "RunSpec":
+        return dataclasses.replace(self, **changes)
+
+
+def parse_value(text: str, like: Any = None) -> Any:
+    """Parse a `--set` value, using the type of the default `like` when there is one."""
+    if isinstance(like, bool):
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean (true/false), got {text!r}")
+    if isinstance(like, int):
+        return int(text)
+    if isinstance(like, float):
+        return float(text)
+    if isinstance(like, str):
+        return text
+    # No default to go by: try JSON-ish literals, then keep the string.
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def split_assignments(items: list[str]) -> dict[str, str]:
+    """Turn ["a=1", "b=x"] into {"a": "1", "b": "x"} with a clear error on bad items."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {item!r}; e.g. --set wf=projected")
+        out[key.strip()] = value.strip()
+    return out
+
+
+# --------------------------------------------------------------------------- suites
+
+RUN_KEYS = ("method", "arch", "dataset", "seeds", "hparams", "epochs", "batch_size", "lr") + TRAIN_KEYS
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    path: str
+    budgets: dict[str, dict[str, Any]]
+    budget: str
+    specs: tuple[RunSpec, ...]
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def load_suite(path: str, budget: str | None = None) -> Suite:
+    """Parse a suite TOML file into RunSpecs for one budget.
+
+    Format: a `[suite]` table (name, description, dataset, seeds, default_budget),
+    `[budgets.<name>]` tables of training keys, and `[[runs]]` tables whose list
+    values expand as a product (method, arch, dataset, seeds and training keys;
+    `hparams` holds method options, also expanded when lists).
+    """
+    import itertools
+    import tomllib
+    from pathlib import Path
+
+    from harness.runner import make_spec
+
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"suite file {p} does not exist; see benchmarks/ for the suites")
+    try:
+        doc = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{p}: invalid TOML ({exc})") from None
+    head = doc.get("suite", {})
+    budgets = doc.get("budgets", {})
+    for name, table in budgets.items():
+        bad = set(table) - set(RUN_KEYS) - {"description"}
+        if bad:
+            raise UserError(f"{p}: budgets.{name}: unknown keys {sorted(bad)}; valid: {', '.join(RUN_KEYS)}")
+    if budget is None:
+        budget = head.get("default_budget") or next(iter(budgets), "")
+    elif budget not in budgets:
+        raise UserError(f"{p}: no budget {budget!r}; budgets: {', '.join(budgets) or 'none'}")
+    runs = doc.get("runs")
+    if not runs:
+        raise UserError(f"{p}: no [[runs]] tables; a suite needs at least one")
+    base = {k: v for k, v in budgets.get(budget, {}).items() if k != "description"}
+    specs: list[RunSpec] = []
+    for i, run in enumerate(runs):
+        where = f"{p}: runs[{i}]"
+        bad = set(run) - set(RUN_KEYS)
+        if bad:
+            raise UserError(f"{where}: unknown keys {sorted(bad)}; valid: {', '.join(RUN_KEYS)}")
+        if "method" not in run:
+            raise UserError(f"{where}: missing 'method'")
+        merged = {"dataset": head.get("dataset"), "seeds": head.get("seeds", [0]), **base, **run}
+        if merged["dataset"] is None:
+            raise UserError(f"{where}: no dataset; set it in [suite] or in the run")
+        hp = merged.pop("hparams", {})
+        hp_keys = list(hp)
+        keys = list(merged)
+        grid = itertools.product(*[_as_list(merged[k]) for k in keys],
+                                 *[_as_list(hp[k]) for k in hp_keys])
+        for values in grid:
+            row = dict(zip(keys, values[:len(keys)]))
+            overrides = {k: str(v) if not isinstance(v, str) else v
+                         for k, v in zip(hp_keys, values[len(keys):])}
+            seed = row.pop("seeds")
+            method, arch, dataset = row.pop("method"), row.pop("arch", None), row.pop("dataset")
+            try:
+                specs.append(make_spec(method, arch, dataset, overrides, seed=seed, budget=budget, **row))
+            except UserError as exc:
+                raise UserError(f"{where}: {exc}") from None
+            except TypeError as exc:
+                raise UserError(f"{where}: bad value ({exc})") from None
+    return Suite(name=head.get("name", p.stem), description=head.get("description", ""),
+                 path=str(p), budgets=budgets, budget=budget, specs=tuple(specs))

@@ -1,0 +1,1 @@
+"""Comparison reports over a results tree (aggregation, figures, Markdown/HTML)."""
