@@ -72,6 +72,7 @@ CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR_COUNTS = (50000, 10000)
 
 
 @dataclass
@@ -292,8 +293,8 @@ def load_cifar10(root: Path, download_ok: bool = True):
     parts = [read_cifar_batch(folder / f) for f in CIFAR_FILES]
     x_train = np.concatenate([p[0] for p in parts[:5]])
     y_train = np.concatenate([p[1] for p in parts[:5]])
-    if len(y_train) != 50000 or len(parts[5][1]) != 10000:
-        raise UserError(f"{folder}: expected 50000 train and 10000 test images, got "
+    if (len(y_train), len(parts[5][1])) != CIFAR_COUNTS:
+        raise UserError(f"{folder}: expected {CIFAR_COUNTS[0]} train and {CIFAR_COUNTS[1]} test images, got "
                         f"{len(y_train)} and {len(parts[5][1])}; re-download CIFAR-10")
     return x_train, y_train, parts[5][0], parts[5][1], str(folder)
 
@@ -455,7 +456,7 @@ def split_and_normalize(name, x_train, y_train, x_test, y_test, source, val_size
     std = xt.std(dim=(0, 2, 3)).clamp_min(1e-6)
 
     def norm(x):
-        x = x if torch.is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x)).float().div_(255)
+        x = x if torch.is_tensor(x) else torch.from_numpy(np.require(x, requirements="CW")).float().div_(255)
         return x.sub_(mean[None, :, None, None]).div_(std[None, :, None, None])
 
     def labels(y):
