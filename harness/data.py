@@ -210,9 +210,28 @@ def idx_path(folder: Path, base: str) -> Path | None:
     return None
 
 
+def find_folder(root: Path, subfolders: tuple[str, ...], has_all) -> Path:
+    """The first of root/<sub>..., root that holds every file; else root/<first sub>.
+
+    Besides our own layout this accepts files placed directly in the data directory
+    and torchvision's layout (e.g. MNIST/raw/).
+    """
+    for folder in [root / s for s in subfolders] + [root]:
+        if has_all(folder):
+            return folder
+    return root / subfolders[0]
+
+
+def idx_folder(name: str, root: Path) -> Path:
+    sub = IDX_SOURCES[name][0]
+    tv = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}[name]
+    return find_folder(root, (sub, f"{tv}/raw"),
+                       lambda f: all(idx_path(f, b) for b in IDX_FILES))
+
+
 def load_idx_dataset(name: str, root: Path, download_ok: bool = True):
-    sub, urls, md5s = IDX_SOURCES[name]
-    folder = root / sub
+    _, urls, md5s = IDX_SOURCES[name]
+    folder = idx_folder(name, root)
     missing = [b for b in IDX_FILES if idx_path(folder, b) is None]
     if missing:
         if not download_ok:
@@ -279,7 +298,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_cifar10(root: Path, download_ok: bool = True):
-    folder = root / CIFAR_DIR
+    folder = find_folder(root, (CIFAR_DIR,), lambda f: all((f / n).exists() for n in CIFAR_FILES))
     missing = [f for f in CIFAR_FILES if not (folder / f).exists()]
     if missing:
         if not download_ok:
@@ -480,8 +499,7 @@ def load(name: str, data_dir=None, val_size: int = 5000, subset: int | None = No
 
 def default_dataset(data_dir=None) -> str:
     """MNIST if present or downloadable; otherwise 'synthetic', with a notice on stderr."""
-    sub, _, _ = IDX_SOURCES["mnist"]
-    if all(idx_path(data_root(data_dir) / sub, b) for b in IDX_FILES):
+    if all(idx_path(idx_folder("mnist", data_root(data_dir)), b) for b in IDX_FILES):
         return "mnist"
     try:
         load_raw("mnist", data_dir)  # downloads the missing files

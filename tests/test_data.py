@@ -325,3 +325,10 @@ def test_real_cifar_structure(cifar_dir):
     assert x_tr.shape == (50000, 3, 32, 32) and x_te.shape == (10000, 3, 32, 32)
     assert y_tr[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
     assert y_te[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
+
+
+def test_idx_files_directly_in_data_dir(tmp_path, small_counts):
+    arrays = make_idx_dir(tmp_path / "tmp")
+    (tmp_path / "tmp" / "mnist").rename(tmp_path / "flat")
+    x_tr, *_ = data.load_raw("fashion-mnist", tmp_path / "flat", download_ok=False)
+    np.testing.assert_array_equal(x_tr[:, 0], arrays["train"][0])
