@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m harness", description="spectral-bench: train and compare spectral CNNs "
         "under one protocol.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", metavar="{list,run,ops}")
+    sub = ap.add_subparsers(dest="command")
     sub.add_parser("list", help="list methods, architectures and datasets")
     run = sub.add_parser("run", help="train one run (or a suite) and write its result record",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,7 +65,73 @@ def parser() -> argparse.ArgumentParser:
     ops.add_argument("--dataset", default="mnist",
                      help="dataset whose input shape is used (default mnist)")
     ops.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    rep = sub.add_parser("report", help="write report.md and report.html comparing finished runs")
+    rep.add_argument("source", help="a suite .toml file (its runs) or a results directory (all runs)")
+    rep.add_argument("--out", required=True, help="output directory for report.md/.html and figures/")
+    rep.add_argument("--results-dir", default=None,
+                     help="results root for a suite (overrides $SPECTRAL_BENCH_RESULTS)")
+    rep.add_argument("--budget", default=None, help="only this suite budget (default: all)")
+    rep.add_argument("--baseline", default="cnn", help="method to pair against by seed (default cnn)")
+    rep.add_argument("--quiet", action="store_true", help="no progress output")
+    add_sweep_parsers(sub)
     return ap
+
+
+SWEEP_EPILOG = """examples:
+  python -m harness sweep benchmarks/mnist-table1.toml --executor slurm --partition gpu
+  python -m harness sweep benchmarks/smoke.toml --executor slurm --dry-run
+  python -m harness sweep benchmarks/smoke.toml --executor local --max-parallel 1
+  python -m harness status benchmarks/mnist-table1.toml
+
+SLURM options override the suite's [slurm] table; runs that are finished, queued or
+running are never submitted again.
+"""
+
+
+def add_sweep_parsers(sub) -> None:
+    sw = sub.add_parser("sweep", help="submit a suite as a SLURM job array (or run it locally)",
+                        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sw.add_argument("suite", help="suite TOML file")
+    sw.add_argument("--budget", default=None, help="suite budget (default: the suite's default_budget)")
+    sw.add_argument("--executor", choices=("slurm", "local"), default="slurm",
+                    help="slurm (default): submit and exit; local: run here, a few at a time")
+    sw.add_argument("--dry-run", action="store_true",
+                    help="print the expanded plan (run ids, what is done) and submit nothing")
+    sw.add_argument("--results-dir", default=None,
+                    help="results directory (overrides $SPECTRAL_BENCH_RESULTS; default ./results)")
+    sw.add_argument("--data-dir", default=None, help="dataset directory (overrides $SPECTRAL_BENCH_DATA)")
+    sw.add_argument("--device", default="auto", help="device inside a SLURM task (default auto)")
+    g = sw.add_argument_group("SLURM (override the suite's [slurm] table)")
+    g.add_argument("--partition")
+    g.add_argument("--account")
+    g.add_argument("--qos")
+    g.add_argument("--constraint")
+    g.add_argument("--gpus-per-node", type=int)
+    g.add_argument("--gres", help="e.g. gpu:1, for clusters that want --gres instead of --gpus-per-node")
+    g.add_argument("--cpus-per-task", type=int)
+    g.add_argument("--mem", help="memory per node, e.g. 16G")
+    g.add_argument("--time", help="time limit: minutes or [D-]HH:MM:SS (default 240 minutes)")
+    g.add_argument("--array-parallelism", type=int, help="at most N tasks of the array at once")
+    g.add_argument("--max-array-size", type=int,
+                   help="split arrays above N tasks (default: MaxArraySize from scontrol)")
+    g.add_argument("--max-num-timeout", type=int, help="requeues after time-outs (default 3)")
+    g.add_argument("--signal-delay", type=int, dest="signal_delay_s",
+                   help="USR2 this many seconds before the time limit (default 120)")
+    g.add_argument("--job-name")
+    g.add_argument("--sbatch", action="append", default=[], metavar="NAME=VALUE",
+                   help="any further sbatch option, e.g. --sbatch exclude=node3; repeatable")
+    g.add_argument("--setup", action="append", default=[], metavar="LINE",
+                   help="shell line run before each task (e.g. 'module load cuda'); repeatable")
+    lo = sw.add_argument_group("local executor")
+    lo.add_argument("--max-parallel", type=int, default=None,
+                    help="runs at once (default: one per device)")
+    lo.add_argument("--devices", default=None,
+                    help="comma-separated devices, e.g. cuda:0,cuda:1 (default: all GPUs, else cpu)")
+    st = sub.add_parser("status", help="pending, running, done and failed runs of a suite")
+    st.add_argument("suite", help="suite TOML file")
+    st.add_argument("--budget", default=None)
+    st.add_argument("--results-dir", default=None)
+    st.add_argument("--json", action="store_true", help="print the rows as JSON")
 
 
 def cmd_list() -> None:
@@ -121,6 +187,45 @@ def cmd_ops(args) -> None:
     print(ops.ops_command(spec.method, spec.arch, shape, k, hparams=spec.hparams))
 
 
+def cmd_report(args) -> None:
+    from reports.render import write_report
+
+    md, htm = write_report(args.source, args.out, results_dir=args.results_dir, budget=args.budget,
+                           baseline=args.baseline, progress=not args.quiet)
+    print(f"wrote {md} and {htm}")
+
+
+def cmd_sweep(args) -> int:
+    from harness import schedule
+
+    overrides = {k: getattr(args, k) for k in
+                 ("partition", "account", "qos", "constraint", "gpus_per_node", "gres", "cpus_per_task",
+                  "mem", "time", "array_parallelism", "max_array_size", "max_num_timeout",
+                  "signal_delay_s", "job_name")}
+    if overrides["time"] is not None and overrides["time"].isdigit():
+        overrides["time"] = int(overrides["time"])
+    overrides["sbatch"] = schedule.parse_assignments(args.sbatch, "--sbatch")
+    overrides["setup"] = list(args.setup)
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+    summary = schedule.sweep(args.suite, budget=args.budget, executor=args.executor,
+                             results_dir=args.results_dir, data_dir=args.data_dir, device=args.device,
+                             slurm=overrides, max_parallel=args.max_parallel, devices=devices,
+                             dry_run=args.dry_run, out=lambda line: print(line, flush=True))
+    return 1 if summary.get("local", {}).get("failed") else 0
+
+
+def cmd_status(args) -> None:
+    import json
+
+    from harness import schedule
+
+    report = schedule.suite_status(args.suite, budget=args.budget, results_dir=args.results_dir)
+    if args.json:
+        print(json.dumps({**report, "rows": [r.to_dict() for r in report["rows"]]}, indent=2))
+    else:
+        print(schedule.format_status(report))
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -130,6 +235,12 @@ def main(argv=None) -> int:
             cmd_run(args)
         elif args.command == "ops":
             cmd_ops(args)
+        elif args.command == "sweep":
+            return cmd_sweep(args)
+        elif args.command == "status":
+            cmd_status(args)
+        elif args.command == "report":
+            cmd_report(args)
         else:
             parser().print_help()
             return 2

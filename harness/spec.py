@@ -128,7 +128,7 @@ def split_assignments(items: list[str]) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- suites
 
-RUN_KEYS = ("method", "arch", "dataset", "seeds", "hparams", "epochs", "batch_size", "lr") + TRAIN_KEYS
+RUN_KEYS = ("method", "arch", "dataset", "seeds", "hparams", "epochs", "batch_size", "lr", "subset") + TRAIN_KEYS
 
 
 @dataclass(frozen=True)
