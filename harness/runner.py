@@ -7,18 +7,17 @@ run happens. A finished run (status complete or diverged) is returned as it is u
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 import traceback
 from datetime import datetime, timezone
-from pathlib import Path
 
 import methods
 from harness import data as datasets
 from harness import store
 from harness.env import environment
 from harness.errors import UserError
+from harness.ops import count_ops, count_params
 from harness.spec import TRAIN_KEYS, RunSpec
 from harness.train import seed_everything, resolve_device, train
 
@@ -48,17 +47,8 @@ def make_spec(method: str, arch: str | None, dataset: str, overrides: dict[str, 
     return RunSpec(method=method, arch=arch, dataset=dataset, hparams=hparams, **train_args)
 
 
-def count_params(model) -> int:
-    """Trainable real parameters; a complex parameter counts as two."""
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
-
-
 def count_ops_safely(model, input_shape) -> dict:
     """Op counts for the record; a counting failure is recorded, not fatal to training."""
-    try:
-        from harness.ops import count_ops
-    except ImportError:
-        return {"error": "harness.ops not available"}
     try:
         return count_ops(model, tuple(input_shape))
     except Exception as exc:  # noqa: BLE001 - recorded in the result, shown by reports

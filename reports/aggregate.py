@@ -36,6 +36,14 @@ def device_label(env: dict) -> str:
     return f"cpu: {env.get('cpu') or 'unknown'} ({env.get('threads', '?')} threads)"
 
 
+def at_batch(ops: dict, key: str, batch: int | None):
+    """MACs per image at batch size `batch`: per_sample + batch_fixed / batch."""
+    ps, bf = ops.get("per_sample") or {}, ops.get("batch_fixed") or {}
+    if key in ps and key in bf and batch:
+        return ps[key] + bf[key] / batch
+    return ops.get(key)
+
+
 def run_row(directory: Path, rec: dict) -> dict:
     spec = rec.get("spec", {})
     env = rec.get("environment", {})
@@ -50,7 +58,10 @@ def run_row(directory: Path, rec: dict) -> dict:
         "epochs_done": m.get("epochs_done"), "test_acc": m.get("test_acc"),
         "test_error": m.get("test_error"), "val_acc": m.get("val_acc"),
         "params": rec.get("params"),
-        "macs_fwd": ops.get("macs_fwd"), "macs_bwd": ops.get("macs_bwd"),
+        # per image at the run's batch size: the per-batch work (e.g. weight FFTs) is shared
+        "macs_fwd": at_batch(ops, "macs_fwd", spec.get("batch_size")),
+        "macs_bwd": at_batch(ops, "macs_bwd", spec.get("batch_size")),
+        "macs_fwd_b1": ops.get("macs_fwd"), "macs_bwd_b1": ops.get("macs_bwd"),
         "macs_fwd_paper": ops.get("macs_fwd_paper"),
         "ops_convention": (ops.get("convention") or {}).get("id"), "ops_error": ops.get("error"),
         "train_s": t.get("train_s"), "train_s_per_epoch": t.get("train_s_per_epoch"),

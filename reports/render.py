@@ -215,8 +215,9 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
               ("p", f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in
                                                        runs["status"].value_counts().sort_index().items())
                + f". Test error is the final-epoch test error (no selection on the test set); "
-                 f"intervals are {aggregate.CI_METHOD}. MACs are per image at batch 1 in the "
-                 f"harness convention (see footer); † marks a reconstruction of a method whose "
+                 f"intervals are {aggregate.CI_METHOD}. MACs are per image at the run's batch size "
+                 f"(work done once per batch, such as weight FFTs, is shared by the batch) in the "
+                 f"harness convention (see footer); the ops breakdown figure is at batch 1; † marks a reconstruction of a method whose "
                  f"formulas are not public.")]
     blocks += [("h2", "Comparison"), ("table", comparison_table(summary) if not summary.empty
                                        else pd.DataFrame())]
