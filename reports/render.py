@@ -24,8 +24,9 @@ PUBLISHED = Path(__file__).with_name("published.toml")
 PUBLISHED_KEYS = {"method", "arch", "dataset", "metric", "value", "source", "convention",
                   "epochs", "comparable"}
 # Optional benchmark CSVs the report picks up when present
-APPROX_CSV = Path("benchmarks/out/approx_error.csv")
-LAYER_CSV = Path("benchmarks/out/layer_bench.csv")
+BENCH_OUT = Path(__file__).resolve().parent.parent / "benchmarks" / "out"
+APPROX_CSV = BENCH_OUT / "approx_error.csv"
+LAYER_CSV = BENCH_OUT / "layer_bench.csv"
 
 
 # --------------------------------------------------------------------------- published
@@ -256,14 +257,17 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
             blocks.append(("img", path, f"Rippel Fig. 4a analogue ({APPROX_CSV})"))
     if LAYER_CSV.exists():
         df = pd.read_csv(LAYER_CSV)
-        ycol = next((c for c in ("fwd_bwd_ms", "total_ms", "fwd_ms") if c in df), None)
-        xcol = next((c for c in ("shape", "case", "layer") if c in df), None)
-        hue = next((c for c in ("layer", "impl", "kind") if c in df and c != xcol), None)
-        if ycol and xcol and hue:
-            path = figures.bars(df, xcol, ycol, hue, f"Layer benchmark ({ycol})",
-                                figdir / "layer_bench.png")
-            if path:
-                blocks.append(("img", path, f"Layer speed benchmark ({LAYER_CSV})"))
+        if {"fwd_ms", "bwd_ms", "layer", "shape"} <= set(df.columns):
+            if "error" in df:
+                df = df[df["error"].isna()]
+            df = df.assign(**{"forward + backward (ms)": df["fwd_ms"] + df["bwd_ms"]})
+            for group, g in df.groupby(df["group"] if "group" in df else "all"):
+                path = figures.bars(g, "shape", "forward + backward (ms)", "layer",
+                                    f"Layer benchmark: {group} (batch {g['batch'].iloc[0]})"
+                                    if "batch" in g else f"Layer benchmark: {group}",
+                                    figdir / f"layer_bench_{store.slug(str(group))}.png")
+                if path:
+                    blocks.append(("img", path, f"Layer speed benchmark, {group} ({LAYER_CSV})"))
     problems = runs[runs["status"] != "complete"]
     blocks += [("h2", "Failed, diverged and unfinished runs"),
                ("table", problems.reindex(columns=["method", "arch", "dataset", "budget", "seed",
