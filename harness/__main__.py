@@ -17,6 +17,10 @@ EPILOG = """examples:
   python -m harness run --method cnn --arch vgg-small --dataset cifar10 --set dropout_conv=0.3
   python -m harness run --suite benchmarks/mnist-table1.toml --budget short
   python -m harness ops --method cnn --arch lenet5 --dataset mnist
+  python -m harness sweep benchmarks/smoke.toml --dry-run
+  python -m harness sweep benchmarks/mnist-table1.toml --executor slurm --partition gpu
+  python -m harness status benchmarks/mnist-table1.toml
+  python -m harness report benchmarks/mnist-table1.toml --out reports/out/mnist
 
 environment:
   SPECTRAL_BENCH_DATA     data directory (default ~/.cache/spectral-bench)

@@ -80,8 +80,7 @@ def execute(spec: RunSpec, *, data_dir=None, results_dir=None, device: str | Non
             (directory / name).unlink(missing_ok=True)
     elif store.is_finished(directory):
         record = store.read_record(directory)
-        if progress:
-            print(f"already done: {directory} (pass --force to run again)", file=sys.stderr)
+        print(f"already done: {directory} (pass --force to run again)", file=sys.stderr)
         return record
     dev = resolve_device(device)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
