@@ -117,17 +117,10 @@ BN_MOMENTUM = 0.01  # PyTorch momentum = 1 - Keras momentum (0.99)
 # mixes the parts (EM product, inverse FFT in the pool).
 
 def he_normal_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
-    """Keras HeNormal: normal truncated at 2 std (redrawn outside), scaled so that the std
-    of the result is sqrt(2/fan_in). Uses the global torch RNG."""
+    """Keras HeNormal: a normal truncated at 2 std, scaled so that the std of the result
+    is sqrt(2/fan_in). Uses the global torch RNG (and works on meta tensors)."""
     std = math.sqrt(2.0 / fan_in) / 0.87962566103423978
-    with torch.no_grad():
-        flat = t.view(-1).normal_()
-        idx = torch.nonzero(flat.abs() > 2).squeeze(1)
-        while idx.numel():
-            redraw = torch.randn(idx.numel(), dtype=t.dtype, device=t.device)
-            flat[idx] = redraw
-            idx = idx[redraw.abs() > 2]
-        return t.mul_(std)
+    return nn.init.trunc_normal_(t, 0.0, std, -2 * std, 2 * std)
 
 
 def multiplicative_noise(x: torch.Tensor, std: float) -> torch.Tensor:
