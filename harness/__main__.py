@@ -163,14 +163,30 @@ def cmd_run(args) -> None:
     common = dict(data_dir=args.data_dir, results_dir=args.results_dir, device=args.device,
                   force=args.force, progress=not args.quiet)
     if args.suite:
+        given = [flag for flag, value in (
+            ("--method", args.method != "cnn"), ("--arch", args.arch), ("--dataset", args.dataset),
+            ("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr),
+            ("--seed", args.seed), ("--subset", args.subset), ("--set", args.sets)) if value]
+        if given:
+            raise UserError(f"{', '.join(given)} cannot be combined with --suite: the suite file "
+                            f"defines its runs; edit it or add a budget")
         suite = load_suite(args.suite, args.budget)
         print(f"suite {suite.name} (budget {suite.budget or '-'}): {len(suite.specs)} runs",
               file=sys.stderr)
+        failed = 0
         for i, spec in enumerate(suite.specs, 1):
             print(f"[{i}/{len(suite.specs)}] {spec.method}/{spec.arch} {spec.dataset} seed {spec.seed}",
                   file=sys.stderr)
-            record = runner.execute(spec, **common)
-            print(runner.summary_line(record))
+            try:
+                print(runner.summary_line(runner.execute(spec, **common)))
+            except UserError:
+                raise
+            except Exception as exc:  # recorded as 'failed' in its result.json; go on
+                failed += 1
+                print(f"run {spec.run_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if failed:
+            raise UserError(f"{failed} of {len(suite.specs)} runs failed; their result.json "
+                            f"files hold the reasons (python -m harness status {args.suite})")
         return
     dataset = args.dataset or data.default_dataset(args.data_dir)
     spec = runner.make_spec(args.method, args.arch, dataset, sets, epochs=args.epochs,

@@ -168,8 +168,8 @@ def fetch_all(jobs: list[tuple[list[str], Path, str]], what: str, folder: Path) 
             try:
                 download(url, dest, md5)
                 break
-            except (urllib.error.URLError, OSError, TimeoutError) as exc:
-                errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
+            except (urllib.error.URLError, OSError, TimeoutError, UserError) as exc:
+                errors.append(f"{url}: {getattr(exc, 'reason', exc)}")  # try the next mirror
         else:
             raise UserError(f"{what} not found in {folder} and could not be downloaded "
                             f"({errors[-1]}); place the files there or pass --data-dir")
@@ -281,8 +281,8 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             d = RestrictedUnpickler(f, encoding="bytes").load()
     except pickle.UnpicklingError as exc:
         raise UserError(f"{path}: {exc}") from None
-    except (OSError, EOFError, ValueError) as exc:
-        raise UserError(f"cannot read {path} ({exc}); re-download CIFAR-10") from None
+    except Exception as exc:  # any malformed pickle: a one-line error, not a traceback
+        raise UserError(f"cannot read {path} ({type(exc).__name__}: {exc}); re-download CIFAR-10") from None
     if not isinstance(d, dict):
         raise UserError(f"{path} is not a CIFAR batch (top level is {type(d).__name__}, not dict)")
     d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}

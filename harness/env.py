@@ -49,9 +49,20 @@ def git_diff(repo: Path = REPO) -> str:
         return ""
 
 
+def cpu_model() -> str:
+    """The CPU's model name (platform.processor() is empty on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_info(device: torch.device) -> dict:
     info = {"device": str(device), "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+            "cpu": cpu_model(), "cpu_count": os.cpu_count()}
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()
         props = torch.cuda.get_device_properties(idx)

@@ -7,8 +7,11 @@ run happens. A finished run (status complete or diverged) is returned as it is u
 
 from __future__ import annotations
 
+import fcntl
 import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
 import traceback
 from datetime import datetime, timezone
 
@@ -33,6 +36,8 @@ def make_spec(method: str, arch: str | None, dataset: str, overrides: dict[str, 
 
     methods.get(method)
     datasets.check_name(dataset)
+    if datasets.is_npz(dataset):  # the same file gives the same run id from any directory
+        dataset = str(Path(dataset).expanduser().resolve())
     shape, _ = datasets.dataset_shape(dataset)
     arch = methods.resolve_arch(method, arch, shape)
     overrides = dict(overrides or {})
@@ -66,6 +71,22 @@ def summary_line(record: dict) -> str:
     return f"status {record['status']}: {record.get('reason', '')}"
 
 
+@contextmanager
+def run_lock(directory: Path):
+    """Hold an exclusive lock on a run directory, so two processes never train one run."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"run {directory} is being trained by another process; "
+                            f"wait for it or stop it") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def execute(spec: RunSpec, *, data_dir=None, results_dir=None, device: str | None = "auto",
             force: bool = False, progress: bool = True, stop_after: int | None = None,
             should_stop=None) -> dict | None:
@@ -75,6 +96,16 @@ def execute(spec: RunSpec, *, data_dir=None, results_dir=None, device: str | Non
     checkpoint to resume from.
     """
     directory = store.run_dir(store.results_root(results_dir), spec)
+    if not force and store.is_finished(directory):
+        print(f"already done: {directory} (pass --force to run again)", file=sys.stderr)
+        return store.read_record(directory)
+    with run_lock(directory):
+        return _execute_locked(spec, directory, data_dir=data_dir, device=device, force=force,
+                               progress=progress, stop_after=stop_after, should_stop=should_stop)
+
+
+def _execute_locked(spec, directory, *, data_dir, device, force, progress, stop_after,
+                    should_stop) -> dict | None:
     if force:
         for name in ("result.json", "history.csv", "checkpoint.pt"):
             (directory / name).unlink(missing_ok=True)

@@ -48,6 +48,17 @@ class RunSpec:
     hparams: dict[str, Any] = field(default_factory=dict)  # method options (--set)
 
     def __post_init__(self):
+        # Canonical types, so that lr=1 and lr=1.0 give the same run id
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+            elif f.type == "int":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    if isinstance(value, float) and value.is_integer():
+                        object.__setattr__(self, f.name, int(value))
+                    else:
+                        raise UserError(f"{f.name} must be a whole number, got {value!r}")
         if self.epochs < 1:
             raise UserError(f"--epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:

@@ -53,6 +53,7 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared files
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -63,6 +64,12 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, obj: Any) -> None:

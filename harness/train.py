@@ -46,6 +46,11 @@ def resolve_device(name: str | None) -> torch.device:
         raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"device {name!r} does not exist: this machine has "
+                        f"{torch.cuda.device_count()} GPU(s); use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
     return dev
 
 
@@ -228,8 +233,13 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
     """
     from tqdm import tqdm
 
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # events, streams and synchronize() refer to this GPU
     model.to(device)
     n = len(data.y_train)
+    if n < 2:
+        raise UserError(f"the training split has {n} image(s); BatchNorm needs at least 2: "
+                        f"use a larger --subset or a smaller val_size")
     b = min(spec.batch_size, n)
     steps = n // b + (1 if n % b > 1 else 0)   # a final batch of 1 would break BatchNorm
     opt = make_optimizer(spec, model.parameters())
@@ -241,7 +251,8 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
     start_epoch = 0
     ckpt_path = Path(run_dir) / CHECKPOINT
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        # RNG states must stay CPU ByteTensors; load_state_dict moves the rest to the device
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if ckpt["spec"] != spec.to_dict():
             raise UserError(f"checkpoint {ckpt_path} belongs to a different spec; "
                             f"delete it or pass --force")
@@ -253,11 +264,11 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
         history, timing, start_epoch = ckpt["history"], ckpt["timing"], ckpt["epoch"]
         if progress:
             print(f"resuming from epoch {start_epoch} ({ckpt_path})", file=sys.stderr)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     wall0 = time.perf_counter()
     timing["sessions"] += 1
     timing["warmup_s"] += warm_up(model, data, spec, device)
+    if device.type == "cuda":  # after the warm-up, whose model copy is not part of the run
+        torch.cuda.reset_peak_memory_stats(device)
 
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     result = TrainResult(status="complete", history=history, timing=timing)

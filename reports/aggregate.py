@@ -204,10 +204,15 @@ def paired_vs(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
         b = base[(base["dataset"] == dataset) & (base["budget"] == budget) & (base["device"] == device)]
         if b.empty:
             continue
-        # same architecture family when the baseline ran it, else any baseline arch
+        # same architecture when the baseline ran it, and one baseline configuration only:
+        # the same variant if it exists, else the only one; several -> no pairing
         b_same = b[b["arch"] == arch]
         b = b_same if not b_same.empty else b[b["arch"] == b["arch"].iloc[0]]
-        merged = g.merge(b, on=keys, suffixes=("", "_base"))
+        if b["variant"].nunique() > 1:
+            b = b[b["variant"] == variant]
+            if b.empty:
+                continue
+        merged = g.merge(b, on=keys, suffixes=("", "_base"), validate="one_to_one")
         if merged.empty:
             continue
         diff = merged["test_error"] - merged["test_error_base"]

@@ -43,3 +43,31 @@ def test_run_dir_is_derived_from_run_id(tmp_path):
     assert a.config_hash() == b.config_hash() and a.run_id != b.run_id
     assert RunSpec("cnn", "lenet5", "mnist", lr=0.1).config_hash() != a.config_hash()
     assert store.run_dir(tmp_path, RunSpec("cnn", "lenet5", "/x/my data.npz")).parts[-3] == "npz-my_data"
+
+
+def test_run_id_is_independent_of_number_spelling_and_types_are_checked():
+    from harness.errors import UserError
+    from harness.spec import RunSpec
+    assert RunSpec("cnn", "lenet5", "mnist", lr=1).run_id == RunSpec("cnn", "lenet5", "mnist", lr=1.0).run_id
+    assert RunSpec("cnn", "lenet5", "mnist", epochs=3.0).epochs == 3
+    with pytest.raises(UserError, match="whole number"):
+        RunSpec("cnn", "lenet5", "mnist", batch_size=2.5)
+
+
+def test_a_run_being_trained_elsewhere_is_refused(tmp_path):
+    from harness import runner
+    from harness.errors import UserError
+    spec = runner.make_spec("cnn", "lenet5", "synthetic", epochs=1, subset=100)
+    directory = store.run_dir(tmp_path, spec)
+    with runner.run_lock(directory):
+        with pytest.raises(UserError, match="another process"):
+            runner.execute(spec, results_dir=tmp_path, progress=False)
+
+
+def test_result_files_are_readable_by_others(tmp_path):
+    old = os.umask(0o022)
+    try:
+        store.write_json(tmp_path / "r.json", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
