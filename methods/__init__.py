@@ -19,7 +19,8 @@ from typing import Any, Callable
 from harness.errors import UserError
 
 # Modules that register methods; imported on first use of the registry.
-_METHOD_MODULES = ("methods.cnn", "methods.cemnet")
+_METHOD_MODULES = ("methods.cnn", "methods.cemnet", "methods.spectral", "methods.fcnn",
+                   "methods.dct", "methods.twosrelu")
 
 _REGISTRY: dict[str, "MethodInfo"] = {}
 _loaded = False

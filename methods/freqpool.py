@@ -92,9 +92,20 @@ def spectral_fold(x: torch.Tensor, s: int | tuple[int, int]) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h % sh or w % sw:
         raise ValueError(f"fold by {sh}x{sw} needs sizes divisible by the stride, got {h}x{w}")
-    lead = x.shape[:-2]
-    blocks = x.reshape(*lead, sh, h // sh, sw, w // sw)
-    return blocks.sum(dim=(-4, -2)) / (sh * sw)
+    return _block_sum(x, sh, sw) / (sh * sw)
+
+
+def _block_sum(x: torch.Tensor, sh: int, sw: int) -> torch.Tensor:
+    """Sum of the sh x sw blocks of size (H/sh, W/sw) tiling the last two dims, as slice
+    additions (faster on CPU than a reduction over the strided block axes)."""
+    h, w = x.shape[-2:]
+    bh, bw = h // sh, w // sw
+    out = None
+    for i in range(sh):
+        for j in range(sw):
+            blk = x[..., i * bh:(i + 1) * bh, j * bw:(j + 1) * bw]
+            out = blk if out is None else out + blk
+    return out
 
 
 def hermitian_part(x: torch.Tensor) -> torch.Tensor:
@@ -176,8 +187,7 @@ class FreqAvgPool(nn.Module):
             raise ValueError(f"FreqAvgPool built for {self.size}, got {tuple(y.shape[-2:])}")
         h, w = self.size
         s = self.stride
-        z = (y * self.dirichlet.to(y.dtype)).reshape(*y.shape[:-2], s, h // s, s, w // s)
-        z = z.sum(dim=(-4, -2))
+        z = _block_sum(y * self.dirichlet.to(y.dtype), s, s)
         if self.real_part:
             z = hermitian_part(z)
         if self.onesided:
