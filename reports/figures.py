@@ -102,12 +102,14 @@ def ops_breakdown(summary: pd.DataFrame, dataset: str, out: Path) -> Path | None
 
 
 def csv_lines(df: pd.DataFrame, x: str, y: str, hue: str, title: str, out: Path,
-              logy: bool = False) -> Path | None:
+              logx: bool = False, logy: bool = False) -> Path | None:
     """A line plot of an optional benchmark CSV (approximation error, layer speed)."""
     if df.empty or not {x, y, hue} <= set(df.columns):
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.lineplot(df, x=x, y=y, hue=hue, marker="o", errorbar=None, ax=ax)
+    if logx:
+        ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
     ax.set(title=title)

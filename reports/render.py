@@ -250,11 +250,11 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
                 blocks.append(("img", path, cap))
     if APPROX_CSV.exists():
         df = pd.read_csv(APPROX_CSV)
-        path = figures.csv_lines(df, "fraction", "error", "method",
-                                 "Approximation error vs fraction of parameters kept",
-                                 figdir / "approx_error.png")
+        path = figures.csv_lines(df, "kept_fraction", "mean_rel_error", "method",
+                                 "Relative l2 reconstruction error vs fraction of values kept",
+                                 figdir / "approx_error.png", logx=True)
         if path:
-            blocks.append(("img", path, f"Rippel Fig. 4a analogue ({APPROX_CSV})"))
+            blocks.append(("img", path, f"Rippel Fig. 4a analogue ({APPROX_CSV.name})"))
     if LAYER_CSV.exists():
         df = pd.read_csv(LAYER_CSV)
         if {"fwd_ms", "bwd_ms", "layer", "shape"} <= set(df.columns):
@@ -267,7 +267,7 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
                                     if "batch" in g else f"Layer benchmark: {group}",
                                     figdir / f"layer_bench_{store.slug(str(group))}.png")
                 if path:
-                    blocks.append(("img", path, f"Layer speed benchmark, {group} ({LAYER_CSV})"))
+                    blocks.append(("img", path, f"Layer speed benchmark, {group} ({LAYER_CSV.name})"))
     problems = runs[runs["status"] != "complete"]
     blocks += [("h2", "Failed, diverged and unfinished runs"),
                ("table", problems.reindex(columns=["method", "arch", "dataset", "budget", "seed",
