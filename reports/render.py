@@ -90,7 +90,7 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
             flags = []
             if not p["comparable"]:
                 flags.append("not comparable (convention/setting differs)")
-            if p["epochs"] and o["epochs"] != p["epochs"]:
+            if p["metric"] == "test_error" and p["epochs"] and o["epochs"] != p["epochs"]:
                 flags.append(f"budget differs: paper {p['epochs']} epochs, ours {fmt_num(o['epochs'])}")
             if p["metric"] == "test_error":
                 ours_txt = fmt_pct_ci(o["test_error_mean"], o["test_error_ci95"])
