@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -42,8 +43,9 @@ def learning_curves(history: pd.DataFrame, dataset: str, out: Path) -> Path | No
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.lineplot(h, x="epoch", y="val_acc", hue="run", errorbar=("ci", 95), n_boot=1000,
                  seed=BOOT_SEED, marker="o", ax=ax)
-    ax.set(title=f"{dataset}: validation accuracy (mean, 95% CI over seeds)",
+    ax.set(title=f"{dataset}: validation accuracy (mean, 95% bootstrap CI over seeds)",
            xlabel="epoch", ylabel="validation accuracy")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.legend(fontsize=7, loc="lower right")
     return save(fig, out)
 
@@ -77,7 +79,7 @@ def accuracy_vs(summary: pd.DataFrame, dataset: str, xcol: str, xlabel: str, out
     if logx and (x > 0).all():
         ax.set_xscale("log")
     ax.set(title=f"{dataset}: test accuracy vs {xlabel}", xlabel=xlabel,
-           ylabel="test accuracy (mean ± 95% CI)")
+           ylabel="test accuracy (mean ± 95% CI)", ylim=(0, 1.02))  # CIs of few seeds overshoot
     ax.legend(fontsize=7, loc="best")
     return save(fig, out)
 
