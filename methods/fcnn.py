@@ -144,6 +144,16 @@ def plan(arch: str) -> tuple[list[tuple[int, int]], tuple[int, ...]]:
     return [(c, 3) for c in (64, 128, 256, 512, 512)], (512,)
 
 
+def spectrum_head(fin: int, hidden, num_classes: int, dropout_fc: float) -> nn.Sequential:
+    """Flattened [Re, Im] features -> FC layers with ReLU and dropout -> logits."""
+    head: list[nn.Module] = [nn.Flatten()]
+    for fout in hidden:
+        head += [nn.Linear(fin, fout), nn.ReLU(), nn.Dropout(dropout_fc)]
+        fin = fout
+    head.append(nn.Linear(fin, num_classes))
+    return nn.Sequential(*head)
+
+
 class FCNN(nn.Module):
     """FCNN reconstruction: fft2 once, Fourier conv/act/pool blocks, [Re, Im] -> FC head."""
 
@@ -165,13 +175,7 @@ class FCNN(nn.Module):
             c, h, w = cout, ph, pw
             sizes.append((h, w))
         self.features = nn.Sequential(*blocks)
-        head: list[nn.Module] = [nn.Flatten()]
-        fin = 2 * c * h * w
-        for fout in hidden:
-            head += [nn.Linear(fin, fout), nn.ReLU(), nn.Dropout(dropout_fc)]
-            fin = fout
-        head.append(nn.Linear(fin, num_classes))
-        self.head = nn.Sequential(*head)
+        self.head = spectrum_head(2 * c * h * w, hidden, num_classes, dropout_fc)
         self.info = {"reconstruction": True, "reconstruction_note": RECONSTRUCTION_NOTE,
                      "arch": arch, "activation": activation, "fold_c": fold_c, "bias": bias,
                      "pool": pool,

@@ -48,7 +48,7 @@ import torch.nn as nn
 
 from harness.errors import UserError
 from methods import register
-from methods.fcnn import FourierConv2d, FourierPool2d, plan
+from methods.fcnn import FourierConv2d, FourierPool2d, plan, spectrum_head
 from methods.freqpool import FreqAvgPool
 
 CANDIDATES = (1, 2, 3)
@@ -168,13 +168,7 @@ class TwoSReLUNet(nn.Module):
             c, h, w = cout, ph, pw
             sizes.append((h, w))
         self.features = nn.Sequential(*blocks)
-        head: list[nn.Module] = [nn.Flatten()]
-        fin = 2 * c * h * w
-        for fout in hidden:
-            head += [nn.Linear(fin, fout), nn.ReLU(), nn.Dropout(dropout_fc)]
-            fin = fout
-        head.append(nn.Linear(fin, num_classes))
-        self.head = nn.Sequential(*head)
+        self.head = spectrum_head(2 * c * h * w, hidden, num_classes, dropout_fc)
         self.info = {"reconstruction": True, "reconstruction_note": RECONSTRUCTION_NOTE,
                      "arch": arch, "candidate": candidate, "pool": pool, "fold_c": fold_c,
                      "dropout_fc": dropout_fc, "alpha_init": 1.0, "beta_init": BETA_INIT,
