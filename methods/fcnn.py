@@ -154,27 +154,40 @@ def spectrum_head(fin: int, hidden, num_classes: int, dropout_fc: float) -> nn.S
     return nn.Sequential(*head)
 
 
+def fourier_features(input_shape, convs, make_activation, pool: str, fold_c: float,
+                     bias: str = "none", name: str = "network"):
+    """[Fourier conv -> activation -> pool to half size] per (cout, k) in `convs`.
+
+    Returns (nn.Sequential, map sizes, output (C, H, W)); shared by FCNN and 2SReLU.
+    """
+    c, h, w = input_shape
+    blocks: list[nn.Module] = []
+    sizes = [(h, w)]
+    for cout, k in convs:
+        ph, pw = h // 2, w // 2
+        if ph < 1 or pw < 1:
+            raise UserError(f"input {input_shape[1]}x{input_shape[2]} too small for {name}: "
+                            f"{len(convs)} poolings leave no frequencies; use --arch lenet5")
+        if pool == "freq-avg" and (h % 2 or w % 2):
+            raise UserError(f"pool=freq-avg needs even map sizes, got {h}x{w}; use pool=crop")
+        blocks += [FourierConv2d(c, cout, k, (h, w), bias), make_activation(cout, (h, w)),
+                   FourierPool2d((ph, pw), fold_c) if pool == "crop" else
+                   FreqAvgPool((h, w), 2, real_part=False, norm="ortho")]
+        c, h, w = cout, ph, pw
+        sizes.append((h, w))
+    return nn.Sequential(*blocks), sizes, (c, h, w)
+
+
 class FCNN(nn.Module):
     """FCNN reconstruction: fft2 once, Fourier conv/act/pool blocks, [Re, Im] -> FC head."""
 
     def __init__(self, arch, input_shape, num_classes, *, activation, fold_c, bias, dropout_fc,
                  pool="crop"):
         super().__init__()
-        c, h, w = input_shape
         convs, hidden = plan(arch)
-        blocks: list[nn.Module] = []
-        sizes = [(h, w)]
-        for cout, k in convs:
-            ph, pw = h // 2, w // 2
-            if ph < 1 or pw < 1:
-                raise UserError(f"input {input_shape[1]}x{input_shape[2]} too small for fcnn "
-                                f"{arch}: {len(convs)} poolings leave no frequencies; use --arch lenet5")
-            blocks += [FourierConv2d(c, cout, k, (h, w), bias), activation_layer(activation, cout),
-                       FourierPool2d((ph, pw), fold_c) if pool == "crop" else
-                       FreqAvgPool((h, w), 2, real_part=False, norm="ortho")]
-            c, h, w = cout, ph, pw
-            sizes.append((h, w))
-        self.features = nn.Sequential(*blocks)
+        self.features, sizes, (c, h, w) = fourier_features(
+            input_shape, convs, lambda cout, size: activation_layer(activation, cout),
+            pool, fold_c, bias, f"fcnn {arch}")
         self.head = spectrum_head(2 * c * h * w, hidden, num_classes, dropout_fc)
         self.info = {"reconstruction": True, "reconstruction_note": RECONSTRUCTION_NOTE,
                      "arch": arch, "activation": activation, "fold_c": fold_c, "bias": bias,

@@ -48,8 +48,7 @@ import torch.nn as nn
 
 from harness.errors import UserError
 from methods import register
-from methods.fcnn import FourierConv2d, FourierPool2d, plan, spectrum_head
-from methods.freqpool import FreqAvgPool
+from methods.fcnn import fourier_features, plan, spectrum_head
 
 CANDIDATES = (1, 2, 3)
 POOLS = ("crop", "freq-avg")
@@ -150,24 +149,10 @@ class TwoSReLUNet(nn.Module):
 
     def __init__(self, arch, input_shape, num_classes, *, candidate, pool, fold_c, dropout_fc):
         super().__init__()
-        c, h, w = input_shape
         convs, hidden = plan(arch)
-        blocks: list[nn.Module] = []
-        sizes = [(h, w)]
-        for cout, k in convs:
-            ph, pw = h // 2, w // 2
-            if ph < 1 or pw < 1:
-                raise UserError(f"input {input_shape[1]}x{input_shape[2]} too small for 2srelu "
-                                f"{arch}: {len(convs)} poolings leave no frequencies")
-            if pool == "freq-avg" and (h % 2 or w % 2):
-                raise UserError(f"pool=freq-avg needs even map sizes, got {h}x{w}; use pool=crop")
-            pool_layer = (FourierPool2d((ph, pw), fold_c) if pool == "crop" else
-                          FreqAvgPool((h, w), 2, real_part=False, norm="ortho"))
-            blocks += [FourierConv2d(c, cout, k, (h, w)), TwoSReLU(cout, (h, w), candidate),
-                       pool_layer]
-            c, h, w = cout, ph, pw
-            sizes.append((h, w))
-        self.features = nn.Sequential(*blocks)
+        self.features, sizes, (c, h, w) = fourier_features(
+            input_shape, convs, lambda cout, size: TwoSReLU(cout, size, candidate),
+            pool, fold_c, name=f"2srelu {arch}")
         self.head = spectrum_head(2 * c * h * w, hidden, num_classes, dropout_fc)
         self.info = {"reconstruction": True, "reconstruction_note": RECONSTRUCTION_NOTE,
                      "arch": arch, "candidate": candidate, "pool": pool, "fold_c": fold_c,
