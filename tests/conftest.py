@@ -38,3 +38,16 @@ def isolated_dirs(tmp_path, monkeypatch):
     """Never touch the user's cache or ./results from tests."""
     monkeypatch.setenv("SPECTRAL_BENCH_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: intra-op threads only add synchronisation cost (restored afterwards).
+
+    Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

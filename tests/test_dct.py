@@ -20,21 +20,12 @@ from harness.spec import RunSpec
 from methods.dct import (SUBSETS, ChannelGate, DCTFrontend, block_dct, block_idct, channel_pairs,
                          dct_matrix, gumbel_gate, is_down_set, parse_subset, rgb_to_ycbcr,
                          subset_channels, upsample_dct_basis, ycbcr_to_rgb)
+from helpers import rand
 
 TOL = 1e-12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation cost (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def rand(*shape, seed=0):
-    return torch.from_numpy(np.random.default_rng(seed).standard_normal(shape))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(arch, shape, **hp):

@@ -12,18 +12,10 @@ import methods
 from harness.spec import RunSpec
 from methods.fcnn import FCNN, FourierConv2d, FourierPool2d, ModReLU
 from methods.fourier import pad_kernel
+from helpers import rand
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def rand(*shape, seed=0):
-    return torch.from_numpy(np.random.default_rng(seed).standard_normal(shape))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fcnn(arch="lenet5", shape=(1, 28, 28), **hp):

@@ -15,6 +15,7 @@ import torch
 
 from methods.fourier import (POOL_SCALES, dropout_fraction, frequency_mask, sample_cutoff,
                              spectral_crop, spectral_pad, spectral_pool)
+from helpers import rand
 
 TOL = 1e-12
 C_VALUES = (0.5, 2 ** -0.5, 1.0)
@@ -24,17 +25,7 @@ SIZES = [((32, 32), (16, 16)), ((32, 32), (28, 28)), ((32, 32), (27, 27)),
          ((12, 12), (11, 12))]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny float64 transforms: one intra-op thread is faster on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def rand(*shape, seed=0):
-    return torch.from_numpy(np.random.default_rng(seed).standard_normal(shape))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def kept(n_in, n_out):

@@ -18,25 +18,12 @@ from harness.errors import UserError
 from harness.spec import RunSpec
 from methods.freqpool import (FreqAvgPool, dirichlet_closed_form, dirichlet_kernel,
                               freq_avg_pool2d, hermitian_part, spectral_fold, spectral_gap)
+from helpers import rand
 
 TOL = 1e-12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation cost (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def rand(*shape, seed=0, complex_=False):
-    g = np.random.default_rng(seed)
-    a = g.standard_normal(shape)
-    if complex_:
-        a = a + 1j * g.standard_normal(shape)
-    return torch.from_numpy(a)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def circular_avgpool(x: torch.Tensor, k: int, s: int) -> torch.Tensor:

@@ -17,13 +17,7 @@ from methods.fourier import frequency_mask, spectral_pool
 from methods.spectral import SpectralParamConv2d, SpectralPool2d, spectral_parameterize
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """float64 convs take the slow path; on a shared CPU one intra-op thread is much faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(method, arch, shape, dtype=torch.float32, **hp):
