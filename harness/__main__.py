@@ -1,4 +1,4 @@
-"""Command line: python -m harness {list,run,ops} ...
+"""Command line: python -m harness {list,run,ops,sweep,status,report,check} ...
 
 User mistakes print one line (no traceback) and exit with status 2.
 """
@@ -21,6 +21,7 @@ EPILOG = """examples:
   python -m harness sweep benchmarks/mnist-table1.toml --executor slurm --partition gpu
   python -m harness status benchmarks/mnist-table1.toml
   python -m harness report benchmarks/mnist-table1.toml --out reports/out/mnist
+  python -m harness check --device cuda                   # is this machine and install sound?
 
 environment:
   SPECTRAL_BENCH_DATA     data directory (default ~/.cache/spectral-bench)
@@ -78,6 +79,18 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--baseline", default="cnn", help="method to pair against by seed (default cnn)")
     rep.add_argument("--quiet", action="store_true", help="no progress output")
     add_sweep_parsers(sub)
+    chk = sub.add_parser("check", help="self-check: a short epoch of every method, a local sweep "
+                         "and a resume on one device (about a minute on a GPU)",
+                         description="Runs a short epoch of every registered method (default "
+                         "architecture, and vgg-small where available) on synthetic data, a "
+                         "two-run local sweep and a resume, validates each record and prints one "
+                         "row per check. Exits 1 if any check fails.",
+                         epilog="example:\n  python -m harness check --device cuda\n"
+                         "  srun --gpus=1 python -m harness check     # on a cluster's GPU node",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    chk.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    chk.add_argument("--results-dir", default=None,
+                     help="keep the check's records here (default: a temporary directory, removed)")
     return ap
 
 
@@ -261,6 +274,9 @@ def main(argv=None) -> int:
             cmd_status(args)
         elif args.command == "report":
             cmd_report(args)
+        elif args.command == "check":
+            from harness import check
+            return check.main(args.device, args.results_dir)
         else:
             parser().print_help()
             return 2

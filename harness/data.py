@@ -14,6 +14,7 @@ copy with different `filenames` entries is still the same data.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -440,6 +441,16 @@ def make_synthetic(shape=(1, 28, 28), n_train=20000, n_test=5000, seed=0):
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
+@functools.lru_cache(maxsize=2)
+def synthetic_arrays(shape) -> tuple[np.ndarray, ...]:
+    """make_synthetic, generated once per process (suites and `check` load it many times);
+    read-only, so no caller can alter the cached copy."""
+    arrays = make_synthetic(tuple(shape))
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
 # --------------------------------------------------------------------------- assembly
 
 def load_raw(name: str, data_dir=None, download_ok: bool = True):
@@ -449,7 +460,7 @@ def load_raw(name: str, data_dir=None, download_ok: bool = True):
         d = load_npz(name)
         return d["x_train"], d["y_train"], d["x_test"], d["y_test"], str(Path(name).resolve())
     if name in ("synthetic", "synthetic-cifar"):
-        return (*make_synthetic(SHAPES[name][0]), "generated (harness.data.make_synthetic, seed 0)")
+        return (*synthetic_arrays(SHAPES[name][0]), "generated (harness.data.make_synthetic, seed 0)")
     root = data_root(data_dir)
     if name == "cifar10":
         return load_cifar10(root, download_ok)

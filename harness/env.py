@@ -61,16 +61,18 @@ def cpu_model() -> str:
 
 
 def device_info(device: torch.device) -> dict:
+    """The device that ran (always indexed on CUDA) and what its speed depends on."""
     info = {"device": str(device), "threads": torch.get_num_threads(),
             "cpu": cpu_model(), "cpu_count": os.cpu_count()}
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()
+        info["device"] = f"cuda:{idx}"
         props = torch.cuda.get_device_properties(idx)
         info.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1),
                     cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
-                    tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
-                    tf32_cudnn=torch.backends.cudnn.allow_tf32,
-                    cudnn_benchmark=torch.backends.cudnn.benchmark)
+                    cudnn_benchmark=torch.backends.cudnn.benchmark,
+                    # which physical GPU cuda:N is, when a sweep or SLURM restricted the process
+                    cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
     return info
 
 

@@ -22,7 +22,8 @@ from harness.env import environment
 from harness.errors import UserError
 from harness.ops import count_ops, count_params
 from harness.spec import TRAIN_KEYS, RunSpec
-from harness.train import seed_everything, resolve_device, train
+from harness.device import activate, resolve_device
+from harness.train import seed_everything, train
 
 
 def make_spec(method: str, arch: str | None, dataset: str, overrides: dict[str, str] | None = None,
@@ -114,6 +115,7 @@ def _execute_locked(spec, directory, *, data_dir, device, force, progress, stop_
         print(f"already done: {directory} (pass --force to run again)", file=sys.stderr)
         return record
     dev = resolve_device(device)
+    precision = activate(dev, spec.precision)   # before the model is built and counted
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     data = datasets.load(spec.dataset, data_dir, val_size=spec.val_size, subset=spec.subset or None)
@@ -128,7 +130,7 @@ def _execute_locked(spec, directory, *, data_dir, device, force, progress, stop_
                         **(model.describe() if hasattr(model, "describe") else {})},
         "params": count_params(model),
         "ops": count_ops_safely(model, data.input_shape),
-        "environment": environment(dev),
+        "environment": {**environment(dev), "precision": precision},
     }
     directory.mkdir(parents=True, exist_ok=True)
     try:

@@ -56,6 +56,7 @@ from typing import Any, Callable, Iterable
 import submitit
 
 from harness import store
+from harness.device import resolve_device
 from harness.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -759,6 +760,16 @@ def default_devices() -> list[str]:
     return ["cpu"]
 
 
+def slot_device(dev: str) -> tuple[tuple[int, ...], str]:
+    """(GPUs the job may see, device name the job trains on) for a local slot's device.
+
+    A job bound to `cuda:N` sees only GPU N (CUDA_VISIBLE_DEVICES), where it is `cuda:0`.
+    """
+    if dev.startswith("cuda:"):
+        return (int(dev.split(":")[1]),), "cuda:0"
+    return (), dev
+
+
 def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None,
               devices: list[str] | None = None, data_dir=None, poll_s: float = 0.2,
               timeout_min: int = 7 * 24 * 60, out=print) -> dict:
@@ -770,8 +781,11 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
     """
     devices = list(devices or default_devices())
     for d in devices:
-        if not re.fullmatch(r"cpu|cuda:\d+|mps", d):
-            raise UserError(f"--devices: unknown device {d!r}; use cpu, cuda:N (comma separated)")
+        if not re.fullmatch(r"cpu|cuda:\d+", d):
+            raise UserError(f"--devices: unknown device {d!r}; use cpu or cuda:N, comma separated "
+                            f"(e.g. --devices cuda:0,cuda:1)")
+        if d.startswith("cuda:"):
+            resolve_device(d)   # CUDA present and the index exists: one line now, not N failed jobs
     max_parallel = max_parallel or len(devices)
     if max_parallel < 1:
         raise UserError(f"--max-parallel must be >= 1, got {max_parallel}")
@@ -798,12 +812,8 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
                 slot = free_slots.pop(0)
                 spec = pending.pop(0)
                 dev = devices[slot % len(devices)]
-                if dev.startswith("cuda:"):
-                    executor.update_parameters(gpus_per_node=1, visible_gpus=(int(dev.split(":")[1]),))
-                    job_device = "cuda"
-                else:
-                    executor.update_parameters(gpus_per_node=0, visible_gpus=())
-                    job_device = dev
+                visible, job_device = slot_device(dev)
+                executor.update_parameters(gpus_per_node=len(visible), visible_gpus=visible)
                 job = executor.submit(RunJob(str(Path(root).resolve()),
                                              None if data_dir is None else str(Path(data_dir).resolve()),
                                              job_device), spec.to_dict())
@@ -882,6 +892,9 @@ def sweep(suite_path: str, *, budget: str | None = None, executor: str = "slurm"
 
     if executor not in ("slurm", "local"):
         raise UserError(f"unknown executor {executor!r}; use slurm or local")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device or "auto"):
+        # checked by name only: the submitting host (a login node) may have no GPU
+        raise UserError(f"--device: unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     suite = load_suite(suite_path, budget)
     opts = slurm_options(read_suite_tables(suite_path), slurm, where=f"{suite_path}: slurm")
     root = store.results_root(results_dir)

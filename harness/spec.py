@@ -12,12 +12,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.device import PRECISIONS
 from harness.errors import UserError
 
 # Training options that `--set key=value` may override besides the method's own.
 TRAIN_KEYS = (
     "optimizer", "momentum", "weight_decay", "schedule", "lr_min",
-    "warmup_epochs", "clip_norm", "val_size",
+    "warmup_epochs", "clip_norm", "val_size", "precision",
 )
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -42,6 +43,7 @@ class RunSpec:
     warmup_epochs: float = 0.0   # linear warm-up from 0, as in the CEMNet code
     clip_norm: float = 0.0       # per-tensor gradient norm clip; 0 = off
     val_size: int = 5000
+    precision: str = "fp32"      # fp32 (strict, TF32 off) or tf32: see harness/device.py
     subset: int = 0              # >0: train on the first N training images (quick checks)
     seed: int = 0
     budget: str = ""             # suite budget label ("paper", "short"); "" for ad-hoc runs
@@ -69,6 +71,9 @@ class RunSpec:
             raise UserError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)} "
+                            f"(e.g. --set precision=tf32)")
         if self.subset < 0:
             raise UserError(f"--subset must be >= 0, got {self.subset}")
         if self.val_size < 0:

@@ -1,10 +1,12 @@
 """The training loop: seeding, optimizer and schedule, timing, evaluation, checkpoints.
 
 Timing buckets are kept apart: `train_s` covers only the optimizer steps (forward,
-backward, update; CUDA events on a GPU, synchronized at the end of the epoch),
-`data_s` the batch gathering, `eval_s` validation/test passes, `warmup_s` an untimed
-warm-up on a copy of the model (lazy initialization, allocator growth, cuDNN/cuFFT
-plans for every batch shape used later), and `checkpoint_s` checkpoint writes.
+backward, update), `data_s` the batch gathering (indexing the preloaded training set
+with the epoch's permutation); on a GPU both are timed with CUDA events around the
+regions and read after one synchronization per epoch. `eval_s` covers the validation
+pass (data already on the device), `warmup_s` an untimed warm-up on a copy of the model
+(lazy initialization, allocator growth, cuDNN/cuFFT plans for every training and
+evaluation batch shape used later), and `checkpoint_s` checkpoint writes.
 
 Checkpoints are written atomically after every epoch and hold everything needed to
 continue bit for bit on CPU: model, optimizer, scheduler, the shuffling generator,
@@ -17,7 +19,6 @@ import copy
 import io
 import math
 import random
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.device import Timer, activate, peak_memory, reset_peak_memory, sync
 from harness.errors import UserError
 from harness.store import atomic_write
 
@@ -36,44 +38,31 @@ WARMUP_STEPS = 2
 CHECKPOINT = "checkpoint.pt"
 
 
-def resolve_device(name: str | None) -> torch.device:
-    """'auto' (or None) picks CUDA when available; otherwise the named device, validated."""
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UserError(f"device {name!r} does not exist: this machine has "
-                        f"{torch.cuda.device_count()} GPU(s); use cuda:0..cuda:{torch.cuda.device_count() - 1}")
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
-    return dev
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def rng_states() -> dict:
+def rng_states(device: torch.device) -> dict:
     states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
               "python": random.getstate()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        # only the training GPU's generator: a requeued task may land on a node with a
+        # different number of GPUs, where a list of all generators would not fit
+        states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def set_rng_states(states: dict) -> None:
+def set_rng_states(states: dict, device: torch.device) -> None:
     torch.set_rng_state(states["torch"])
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if "cuda" in states and device.type == "cuda":
+        cuda = states["cuda"]
+        if isinstance(cuda, (list, tuple)):   # older checkpoints held every GPU's state
+            cuda = cuda[0]
+        torch.cuda.set_rng_state(cuda, device)
 
 
 def make_optimizer(spec, params) -> torch.optim.Optimizer:
@@ -103,45 +92,6 @@ def make_scheduler(spec, opt, steps_per_epoch: int):
     floor = min(1.0, spec.lr_min / spec.lr)
     return torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, total, warmup, spec.schedule, floor))
-
-
-class StepTimer:
-    """Sums the duration of timed regions: CUDA events on a GPU, perf_counter on CPU."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.pairs: list = []
-        self.cpu_total = 0.0
-
-    def start(self):
-        if self.cuda:
-            ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
-            self.pairs.append([ev, None])
-        else:
-            self._t0 = time.perf_counter()
-
-    def stop(self):
-        if self.cuda:
-            ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
-            self.pairs[-1][1] = ev
-        else:
-            self.cpu_total += time.perf_counter() - self._t0
-
-    def total(self) -> float:
-        """Seconds timed so far (synchronizes the GPU once)."""
-        if self.cuda:
-            torch.cuda.synchronize()
-            total = sum(a.elapsed_time(b) for a, b in self.pairs) / 1000.0
-            self.pairs.clear()
-            self.cpu_total += total
-        return self.cpu_total
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @torch.no_grad()
@@ -180,6 +130,17 @@ def train_step(model, opt, sched, xb, yb, clip_norm: float):
     return loss.detach(), (out.detach().argmax(1) == yb).sum()
 
 
+def eval_batch_sizes(*split_sizes: int) -> list[int]:
+    """Every batch size `evaluate` will use on splits of these sizes (plans per shape)."""
+    sizes = set()
+    for n in split_sizes:
+        if n:
+            sizes.add(min(EVAL_BATCH, n))
+            if n > EVAL_BATCH and n % EVAL_BATCH:
+                sizes.add(n % EVAL_BATCH)
+    return sorted(sizes)
+
+
 def warm_up(model, data, spec, device) -> float:
     """Untimed steps on a copy of the model, touching every batch shape used later.
 
@@ -199,7 +160,9 @@ def warm_up(model, data, spec, device) -> float:
             xb, yb = data.x_train[:size].to(device), data.y_train[:size].to(device)
             for _ in range(WARMUP_STEPS):
                 train_step(m, o, s, xb, yb, spec.clip_norm)
-        evaluate(m, data.x_val[:EVAL_BATCH], data.y_val[:EVAL_BATCH], device)
+        for size in eval_batch_sizes(len(data.y_val), len(data.y_test)):
+            x = data.x_val if size <= len(data.y_val) else data.x_test
+            evaluate(m, x[:size], torch.zeros(size, dtype=torch.long), device)
         del m, o
     sync(device)
     return time.perf_counter() - t0
@@ -216,13 +179,6 @@ class TrainResult:
     memory_kind: str = ""
 
 
-def peak_memory(device) -> tuple[float, str]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max_memory_allocated"
-    # ru_maxrss is in KiB on Linux: the peak resident set of the whole process
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
-
-
 def train(model, data, spec, device, run_dir: Path, progress: bool = True,
           stop_after: int | None = None, should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train `model` on `data` per `spec`, resuming from `run_dir/checkpoint.pt` if present.
@@ -233,8 +189,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
     """
     from tqdm import tqdm
 
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # events, streams and synchronize() refer to this GPU
+    activate(device, spec.precision)
     model.to(device)
     n = len(data.y_train)
     if n < 2:
@@ -260,32 +215,31 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         gen.set_state(ckpt["generator"])
-        set_rng_states(ckpt["rng"])
+        set_rng_states(ckpt["rng"], device)
         history, timing, start_epoch = ckpt["history"], ckpt["timing"], ckpt["epoch"]
         if progress:
             print(f"resuming from epoch {start_epoch} ({ckpt_path})", file=sys.stderr)
     wall0 = time.perf_counter()
     timing["sessions"] += 1
     timing["warmup_s"] += warm_up(model, data, spec, device)
-    if device.type == "cuda":  # after the warm-up, whose model copy is not part of the run
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)  # after the warm-up, whose model copy is not part of the run
 
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
     result = TrainResult(status="complete", history=history, timing=timing)
     for epoch in range(start_epoch, spec.epochs):
         model.train()
-        timer = StepTimer(device)
-        data_s = 0.0
+        timer, gather = Timer(device), Timer(device)
         perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.int64)
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{spec.epochs}", unit="step",
                    disable=not progress, leave=False, file=sys.stderr, mininterval=0.5)
         for i in bar:
-            t0 = time.perf_counter()
+            gather.start()
             idx = perm[i * b:(i + 1) * b]
             xb, yb = x_train[idx], y_train[idx]
-            data_s += time.perf_counter() - t0
+            gather.stop()
             timer.start()
             loss, corr = train_step(model, opt, sched, xb, yb, spec.clip_norm)
             timer.stop()
@@ -294,10 +248,10 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
             if progress and i % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
         bar.close()
-        train_s = timer.total()
+        train_s, data_s = timer.total(), gather.total()
         train_loss = loss_sum.item() / n
         t0 = time.perf_counter()
-        val_loss, val_acc = evaluate(model, data.x_val, data.y_val, device) if len(data.y_val) \
+        val_loss, val_acc = evaluate(model, x_val, y_val, device) if len(y_val) \
             else (float("nan"), float("nan"))
         sync(device)
         eval_s = time.perf_counter() - t0
@@ -317,7 +271,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
         now = time.perf_counter()
         timing["wall_s"] += now - wall0
         wall0, t0 = now, now
-        save_checkpoint(ckpt_path, model, opt, sched, gen, spec, history, timing, epoch + 1)
+        save_checkpoint(ckpt_path, model, opt, sched, gen, spec, history, timing, epoch + 1, device)
         timing["checkpoint_s"] += time.perf_counter() - t0
         done = epoch + 1
         if done < spec.epochs and ((stop_after is not None and done >= stop_after)
@@ -334,9 +288,9 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
     return result
 
 
-def save_checkpoint(path, model, opt, sched, gen, spec, history, timing, epoch) -> None:
+def save_checkpoint(path, model, opt, sched, gen, spec, history, timing, epoch, device) -> None:
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-             "scheduler": sched.state_dict(), "generator": gen.get_state(), "rng": rng_states(),
+             "scheduler": sched.state_dict(), "generator": gen.get_state(), "rng": rng_states(device),
              "spec": spec.to_dict(), "history": history, "timing": dict(timing), "epoch": epoch}
     buf = io.BytesIO()
     torch.save(state, buf)

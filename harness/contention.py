@@ -1,0 +1,133 @@
+"""Is a timing trustworthy? The CPU threads a run may use, and contention while it trains.
+
+Threads. A run pins its torch intra-op thread count (`--threads`, part of the run id,
+because the count changes both speed and, through the order of floating-point
+reductions, the numbers). The default is the number of cores this process may use: its
+CPU affinity (taskset, SLURM's cpuset) capped by a cgroup CPU quota (containers). A
+local sweep divides those cores among its parallel runs; a SLURM task gets
+`cpus_per_task`.
+
+Why pinning matters: with more busy threads than free cores, an OpenMP parallel region
+waits at its barrier for a thread the kernel has descheduled, so every layer runs at
+the pace of the slowest time slice. On a 2-core machine with a load of 4.5, two threads
+gave 151-420 img/s where one gave about 4,000. Nothing can make a contended timing
+clean, so the monitor below detects it and the record says so.
+
+Contention. The 1-minute load average is read when training starts, after every epoch
+and at the end. It counts runnable threads, this run's own included, so a run that uses
+every core already brings it to about the core count: above that, something else
+competed for the cores. The run is flagged `unreliable` (warned on stderr during the
+run, recorded in `contention`, flagged in reports) when the load exceeds the cores, when
+the run asks for more threads than there are cores, or when its epochs' training times
+differ by more than 2x.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Callable
+
+SPREAD_LIMIT = 2.0   # max/min of the per-epoch training times
+
+
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs allowed by a cgroup quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us`), or None."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:          # not Linux
+        n = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit:
+        n = min(n, math.floor(limit)) if limit >= 1 else 1
+    return max(1, n)
+
+
+def default_threads(parallel_runs: int = 1) -> int:
+    """Threads per run when `parallel_runs` share this process's cores."""
+    return max(1, available_cores() // max(1, parallel_runs))
+
+
+def load_average() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:                 # not available on this platform
+        return []
+
+
+class Monitor:
+    """Samples the load during a run and judges whether its timings are trustworthy.
+
+    `state()` / `Monitor.from_state` carry the samples across a resume.
+    """
+
+    def __init__(self, threads: int, cores: int | None = None,
+                 warn: Callable[[str], None] | None = None):
+        self.threads, self.cores = threads, cores or available_cores()
+        self.samples: list[list[float]] = []
+        self.warned: set[str] = set()
+        self.warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))
+
+    def state(self) -> dict:
+        return {"samples": self.samples}
+
+    def restore(self, state: dict | None) -> None:
+        self.samples = [list(s) for s in (state or {}).get("samples", [])]
+
+    def sample(self, epoch_train_s: list[float] | None = None) -> None:
+        """Read the load now (start, each epoch end, end); warn once per kind of problem."""
+        load = load_average()
+        if load:
+            self.samples.append(load)
+        for reason in self.reasons(epoch_train_s or []):
+            kind = reason.split(" ")[0]
+            if kind not in self.warned:
+                self.warned.add(kind)
+                self.warn(f"timing unreliable: {reason}")
+
+    def reasons(self, epoch_train_s: list[float]) -> list[str]:
+        out = []
+        if self.threads > self.cores:
+            out.append(f"threads ({self.threads}) exceed the {self.cores} available cores")
+        peak = max((s[0] for s in self.samples), default=None)
+        if peak is not None and peak > self.cores:
+            out.append(f"load average {peak:.2f} exceeded the {self.cores} available cores")
+        times = [t for t in epoch_train_s if t and t > 0]
+        if len(times) >= 2 and max(times) / min(times) > SPREAD_LIMIT:
+            out.append(f"epoch times vary {max(times) / min(times):.1f}x "
+                       f"({min(times):.2f}-{max(times):.2f} s)")
+        return out
+
+    def summary(self, epoch_train_s: list[float]) -> dict:
+        """The record's `contention` entry."""
+        times = [t for t in epoch_train_s if t is not None]
+        reasons = self.reasons(times)
+        return {
+            "cores": self.cores, "threads": self.threads,
+            "load_start": self.samples[0] if self.samples else None,
+            "load_end": self.samples[-1] if self.samples else None,
+            "load_max": max((s[0] for s in self.samples), default=None),
+            "epoch_train_s": {"min": min(times), "median": statistics.median(times),
+                              "max": max(times)} if times else None,
+            "unreliable": bool(reasons), "reasons": reasons,
+        }

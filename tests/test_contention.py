@@ -1,0 +1,82 @@
+"""Cores available to a run, and the contention monitor's verdicts."""
+
+import pytest
+
+from harness import contention
+from harness.contention import Monitor
+
+
+@pytest.fixture
+def load(monkeypatch):
+    """Set the load average the monitor will read next."""
+    current = {"value": (0.5, 0.5, 0.5)}
+    monkeypatch.setattr(contention.os, "getloadavg", lambda: current["value"])
+    return current
+
+
+def test_cgroup_quota_v2_and_v1(tmp_path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert contention.cgroup_cpu_limit(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert contention.cgroup_cpu_limit(tmp_path) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("400000")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    assert contention.cgroup_cpu_limit(v1) == 4.0
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1")
+    assert contention.cgroup_cpu_limit(v1) is None
+
+
+def test_available_cores_follow_affinity_and_quota(monkeypatch):
+    monkeypatch.setattr(contention.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(contention, "cgroup_cpu_limit", lambda: None)
+    assert contention.available_cores() == 4
+    assert contention.default_threads(parallel_runs=2) == 2
+    assert contention.default_threads(parallel_runs=8) == 1
+    monkeypatch.setattr(contention, "cgroup_cpu_limit", lambda: 2.5)
+    assert contention.available_cores() == 2
+    monkeypatch.setattr(contention, "cgroup_cpu_limit", lambda: 0.5)
+    assert contention.available_cores() == 1
+
+
+def test_quiet_machine_is_reliable(load):
+    m = Monitor(threads=2, cores=2, warn=pytest.fail)
+    m.sample()
+    load["value"] = (1.9, 1.2, 0.8)
+    m.sample([1.0, 1.1])
+    s = m.summary([1.0, 1.1])
+    assert not s["unreliable"] and s["reasons"] == []
+    assert s["load_start"] == [0.5, 0.5, 0.5] and s["load_end"] == [1.9, 1.2, 0.8]
+    assert s["epoch_train_s"] == {"min": 1.0, "median": 1.05, "max": 1.1}
+
+
+def test_load_above_the_cores_is_flagged_and_warned_once(load):
+    warnings = []
+    m = Monitor(threads=2, cores=2, warn=warnings.append)
+    m.sample()
+    load["value"] = (4.5, 3.0, 2.0)
+    m.sample([1.0])
+    m.sample([1.0, 1.0])
+    s = m.summary([1.0, 1.0])
+    assert s["unreliable"] and s["load_max"] == 4.5
+    assert len(warnings) == 1 and "4.50" in warnings[0] and "2 available cores" in warnings[0]
+
+
+def test_uneven_epochs_and_oversubscription_are_flagged(load):
+    m = Monitor(threads=4, cores=2, warn=lambda _: None)
+    m.sample([1.0, 2.5])
+    reasons = m.summary([1.0, 2.5])["reasons"]
+    assert any("threads (4) exceed" in r for r in reasons)
+    assert any("vary 2.5x" in r for r in reasons)
+
+
+def test_state_survives_a_resume(load):
+    m = Monitor(threads=1, cores=2)
+    load["value"] = (3.0, 1.0, 1.0)
+    m.sample()
+    resumed = Monitor(threads=1, cores=2, warn=lambda _: None)
+    resumed.restore(m.state())
+    load["value"] = (0.2, 0.2, 0.2)
+    resumed.sample([1.0])
+    assert resumed.summary([1.0])["unreliable"]   # the first session's load still counts
