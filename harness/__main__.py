@@ -142,11 +142,15 @@ def cmd_list() -> None:
     import methods
     from harness import data
 
+    shapes = list(dict.fromkeys(tuple(shape) for shape, _ in data.SHAPES.values()))
     print("methods:")
     for name in methods.names():
         info = methods.get(name)
         tag = " [reconstruction]" if info.reconstruction else ""
         print(f"  {name:<26} archs: {', '.join(info.archs)}{tag}")
+        # what `run` picks when --arch is not given, for each input shape
+        print(f"  {'':<26} default arch: " + ", ".join(
+            f"{'x'.join(map(str, sh))} -> {methods.resolve_arch(name, None, sh)}" for sh in shapes))
         if info.description:
             print(f"  {'':<26} {info.description}")
     print("datasets:")
