@@ -1,16 +1,52 @@
-"""`list` prints each method's default architecture per input shape (as `run` resolves
-it), and the spectral/spatial-param defaults follow the README rule."""
+"""CLI help: defaults shown, ops/status documented with examples, --version, and `list`
+printing each method's default architecture per input shape (as `run` resolves it)."""
 
+import re
 import subprocess
 import sys
 
+import pytest
+
+import harness
 import methods
 from harness import data
+from harness.spec import RunSpec
 
 
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
                           timeout=120)
+
+
+def test_version():
+    out = cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"spectral-bench {harness.__version__}"
+
+
+def test_run_help_shows_the_defaults_that_run():
+    out = cli("run", "--help").stdout
+    flat = " ".join(out.split())
+    assert "--method METHOD method name (see `list`) (default: cnn)" in flat
+    assert f"epochs (default: {RunSpec.epochs})" in flat
+    assert f"batch size (default: {RunSpec.batch_size})" in flat
+    assert f"(default: {RunSpec.lr})" in flat and "(default: auto)" in flat
+    assert "(default: None)" not in flat and "(default: False)" not in flat
+
+
+@pytest.mark.parametrize("command", ["ops", "status", "report", "list", "sweep"])
+def test_every_subcommand_has_help_and_an_example(command):
+    out = cli(command, "--help")
+    assert out.returncode == 0
+    assert re.search(rf"^\s+python -m harness {command}\b", out.stdout, re.M), out.stdout
+    assert "(default: None)" not in out.stdout
+
+
+def test_ops_and_status_are_described():
+    top = " ".join(cli("--help").stdout.split())
+    assert "ops print forward/backward op counts" in top
+    assert "status pending, running, done and failed runs" in top
+    ops = " ".join(cli("ops", "--help").stdout.split())
+    assert "(default: mnist)" in ops and "(default: cnn)" in ops
 
 
 def test_spectral_param_defaults_follow_the_readme_rule():
