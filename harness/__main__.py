@@ -1,4 +1,4 @@
-"""Command line: python -m harness {list,run,ops,sweep,status,report,check} ...
+"""Command line: python -m harness {list,run,ops,report,sweep,status,check} ...
 
 User mistakes print one line (no traceback) and exit with status 2.
 """
@@ -29,22 +29,43 @@ environment:
 """
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Epilogs as written; '(default: X)' after every option whose default is a value.
+    Options whose default is resolved later (None) say it in their own help text."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def spec_default(key: str):
+    """A training default from RunSpec, so --help never drifts from what runs."""
+    from harness.spec import RunSpec
+
+    return RunSpec.__dataclass_fields__[key].default
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="cnn", help="method name (see `list`; default cnn)")
-    p.add_argument("--arch", default=None, help="architecture (default: by input size)")
+    p.add_argument("--method", default="cnn", help="method name (see `list`)")
+    p.add_argument("--arch", default=None,
+                   help="architecture (default: the method's own for the input size, printed by `list`)")
     p.add_argument("--dataset", default=None,
                    help="mnist, fashion-mnist, cifar10, synthetic, synthetic-cifar or a .npz path "
                         "(default: mnist if available, else synthetic)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default 5)")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size (default 100)")
-    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default 0.004)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--epochs", type=int, default=None, help=f"epochs (default: {spec_default('epochs')})")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"batch size (default: {spec_default('batch_size')})")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"initial learning rate (default: {spec_default('lr')})")
+    p.add_argument("--seed", type=int, default=None, help=f"random seed (default: {spec_default('seed')})")
     p.add_argument("--subset", type=int, default=None,
-                   help="train on N training images (val and test use N/5) for quick checks")
+                   help="train on N training images, and cut val and test to N/5, for quick "
+                        "checks (default: all images)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="method option or training option (optimizer, momentum, weight_decay, "
                         "schedule, lr_min, warmup_epochs, clip_norm, val_size); repeatable")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--data-dir", default=None, help="dataset directory (overrides $SPECTRAL_BENCH_DATA)")
     p.add_argument("--results-dir", default=None,
                    help="results directory (overrides $SPECTRAL_BENCH_RESULTS; default ./results)")
@@ -52,31 +73,47 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--suite", default=None,
                    help="run every spec of a suite TOML file one after another (skips finished runs)")
-    p.add_argument("--budget", default=None, help="suite budget (e.g. paper, short)")
+    p.add_argument("--budget", default=None,
+                   help="suite budget, e.g. paper, short (default: the suite's default_budget)")
 
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m harness", description="spectral-bench: train and compare spectral CNNs "
-        "under one protocol.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "under one protocol.", epilog=EPILOG, formatter_class=HelpFormatter)
+    from harness import __version__
+    ap.add_argument("--version", action="version", version=f"spectral-bench {__version__}")
     sub = ap.add_subparsers(dest="command")
-    sub.add_parser("list", help="list methods, architectures and datasets")
+    sub.add_parser("list", help="list methods (with their default architecture per input shape), "
+                   "architectures and datasets", formatter_class=HelpFormatter,
+                   epilog="example:\n  python -m harness list")
     run = sub.add_parser("run", help="train one run (or a suite) and write its result record",
-                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=EPILOG, formatter_class=HelpFormatter)
     add_run_args(run)
-    ops = sub.add_parser("ops", help="print forward/backward op counts without training")
-    ops.add_argument("--method", default="cnn")
-    ops.add_argument("--arch", default=None)
-    ops.add_argument("--dataset", default="mnist",
-                     help="dataset whose input shape is used (default mnist)")
-    ops.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    rep = sub.add_parser("report", help="write report.md and report.html comparing finished runs")
+    ops = sub.add_parser(
+        "ops", help="print forward/backward op counts without training", formatter_class=HelpFormatter,
+        description="Count a model's forward and backward MACs per image (the harness convention, "
+                    "harness/ops.py), with the breakdown by category, without training or data.",
+        epilog="examples:\n  python -m harness ops --method cemnet --dataset mnist\n"
+               "  python -m harness ops --method cnn --arch vgg-small --dataset cifar10")
+    ops.add_argument("--method", default="cnn", help="method name (see `list`)")
+    ops.add_argument("--arch", default=None,
+                     help="architecture (default: the method's own for the dataset's input size)")
+    ops.add_argument("--dataset", default="mnist", help="dataset whose input shape is used")
+    ops.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                     help="method option; repeatable")
+    rep = sub.add_parser("report", help="write report.md and report.html comparing finished runs",
+                         formatter_class=HelpFormatter,
+                         epilog="example:\n  python -m harness report benchmarks/mnist-all.toml "
+                                "--budget short --out reports/out/mnist")
     rep.add_argument("source", help="a suite .toml file (its runs) or a results directory (all runs)")
     rep.add_argument("--out", required=True, help="output directory for report.md/.html and figures/")
     rep.add_argument("--results-dir", default=None,
                      help="results root for a suite (overrides $SPECTRAL_BENCH_RESULTS)")
     rep.add_argument("--budget", default=None, help="only this suite budget (default: all)")
-    rep.add_argument("--baseline", default="cnn", help="method to pair against by seed (default cnn)")
+    rep.add_argument("--baseline", default="cnn",
+                     help="method to pair against by seed, at each method's own architecture; "
+                          "METHOD/ARCH declares one baseline for every architecture")
     rep.add_argument("--quiet", action="store_true", help="no progress output")
     add_sweep_parsers(sub)
     chk = sub.add_parser("check", help="self-check: a short epoch of every method, a local sweep "
@@ -87,8 +124,8 @@ def parser() -> argparse.ArgumentParser:
                          "row per check. Exits 1 if any check fails.",
                          epilog="example:\n  python -m harness check --device cuda\n"
                          "  srun --gpus=1 python -m harness check     # on a cluster's GPU node",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    chk.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+                         formatter_class=HelpFormatter)
+    chk.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     chk.add_argument("--results-dir", default=None,
                      help="keep the check's records here (default: a temporary directory, removed)")
     return ap
@@ -107,7 +144,7 @@ running are never submitted again.
 
 def add_sweep_parsers(sub) -> None:
     sw = sub.add_parser("sweep", help="submit a suite as a SLURM job array (or run it locally)",
-                        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        epilog=SWEEP_EPILOG, formatter_class=HelpFormatter)
     sw.add_argument("suite", help="suite TOML file")
     sw.add_argument("--budget", default=None, help="suite budget (default: the suite's default_budget)")
     sw.add_argument("--executor", choices=("slurm", "local"), default="slurm",
@@ -118,7 +155,9 @@ def add_sweep_parsers(sub) -> None:
                     help="results directory (overrides $SPECTRAL_BENCH_RESULTS; default ./results)")
     sw.add_argument("--data-dir", default=None, help="dataset directory (overrides $SPECTRAL_BENCH_DATA)")
     sw.add_argument("--device", default="auto", help="device inside a SLURM task (default auto)")
-    g = sw.add_argument_group("SLURM (override the suite's [slurm] table)")
+    g = sw.add_argument_group("SLURM (override the suite's [slurm] table)",
+                              "An option left out takes the suite's [slurm] value, else the default "
+                              "shown, else sbatch's own.")
     g.add_argument("--partition")
     g.add_argument("--account")
     g.add_argument("--qos")
@@ -128,13 +167,14 @@ def add_sweep_parsers(sub) -> None:
     g.add_argument("--cpus-per-task", type=int)
     g.add_argument("--mem", help="memory per node, e.g. 16G")
     g.add_argument("--time", help="time limit: minutes or [D-]HH:MM:SS (default 240 minutes)")
-    g.add_argument("--array-parallelism", type=int, help="at most N tasks of the array at once")
+    g.add_argument("--array-parallelism", type=int,
+                   help="at most N tasks of the array at once (default 256)")
     g.add_argument("--max-array-size", type=int,
                    help="split arrays above N tasks (default: MaxArraySize from scontrol)")
     g.add_argument("--max-num-timeout", type=int, help="requeues after time-outs (default 3)")
     g.add_argument("--signal-delay", type=int, dest="signal_delay_s",
                    help="USR2 this many seconds before the time limit (default 120)")
-    g.add_argument("--job-name")
+    g.add_argument("--job-name", help="default: harness-<suite name>")
     g.add_argument("--sbatch", action="append", default=[], metavar="NAME=VALUE",
                    help="any further sbatch option, e.g. --sbatch exclude=node3; repeatable")
     g.add_argument("--setup", action="append", default=[], metavar="LINE",
@@ -144,10 +184,17 @@ def add_sweep_parsers(sub) -> None:
                     help="runs at once (default: one per device)")
     lo.add_argument("--devices", default=None,
                     help="comma-separated devices, e.g. cuda:0,cuda:1 (default: all GPUs, else cpu)")
-    st = sub.add_parser("status", help="pending, running, done and failed runs of a suite")
+    st = sub.add_parser(
+        "status", help="pending, running, done and failed runs of a suite", formatter_class=HelpFormatter,
+        description="Where each run of a suite stands (done, diverged, running, pending, failed, "
+                    "cancelled, not submitted), from the sweep manifest, SLURM's job states "
+                    "(sacct, else squeue) and the run records.",
+        epilog="examples:\n  python -m harness status benchmarks/mnist-table1.toml\n"
+               "  python -m harness status benchmarks/smoke.toml --budget smoke --json")
     st.add_argument("suite", help="suite TOML file")
-    st.add_argument("--budget", default=None)
-    st.add_argument("--results-dir", default=None)
+    st.add_argument("--budget", default=None, help="suite budget (default: the suite's default_budget)")
+    st.add_argument("--results-dir", default=None,
+                    help="results directory (overrides $SPECTRAL_BENCH_RESULTS; default ./results)")
     st.add_argument("--json", action="store_true", help="print the rows as JSON")
 
 
@@ -155,11 +202,15 @@ def cmd_list() -> None:
     import methods
     from harness import data
 
+    shapes = list(dict.fromkeys(tuple(shape) for shape, _ in data.SHAPES.values()))
     print("methods:")
     for name in methods.names():
         info = methods.get(name)
         tag = " [reconstruction]" if info.reconstruction else ""
         print(f"  {name:<26} archs: {', '.join(info.archs)}{tag}")
+        # what `run` picks when --arch is not given, for each input shape
+        print(f"  {'':<26} default arch: " + ", ".join(
+            f"{'x'.join(map(str, sh))} -> {methods.resolve_arch(name, None, sh)}" for sh in shapes))
         if info.description:
             print(f"  {'':<26} {info.description}")
     print("datasets:")

@@ -120,6 +120,10 @@ def _execute_locked(spec, directory, *, data_dir, device, force, progress, stop_
     t0 = time.perf_counter()
     data = datasets.load(spec.dataset, data_dir, val_size=spec.val_size, subset=spec.subset or None)
     data_load_s = time.perf_counter() - t0
+    if spec.subset:  # the subset also shrinks val and test: never leave that implicit
+        print(f"notice: --subset {spec.subset}: training on {len(data.y_train):,} images, validating "
+              f"on {len(data.y_val):,} and testing on {len(data.y_test):,} (N/5); the numbers are not "
+              f"comparable with full-data runs", file=sys.stderr)
     seed_everything(spec.seed)
     model = methods.build(spec, data.input_shape, data.num_classes)
     info = methods.get(spec.method)

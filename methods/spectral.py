@@ -326,7 +326,7 @@ def build_spectral_pooling(arch, input_shape, num_classes, **hp):
 
 
 @register("spectral-param", archs=PARAM_ARCHS, defaults=param_defaults,
-          default_arch=lambda shape: "rippel-deep",
+          default_arch=cnn_methods.default_arch,   # the README rule: lenet5 < 32x32, else vgg-small
           description="Rippel et al. 2015 §5.2: filters parameterized by complex K x K spectra, "
                       "w = Re(ifft2(f, ortho)); the spatial twin is spatial-param")
 def build_spectral_param(arch, input_shape, num_classes, **hp):
@@ -335,7 +335,7 @@ def build_spectral_param(arch, input_shape, num_classes, **hp):
 
 
 @register("spatial-param", archs=PARAM_ARCHS, defaults=param_defaults,
-          default_arch=lambda shape: "rippel-deep",
+          default_arch=cnn_methods.default_arch,   # the README rule: lenet5 < 32x32, else vgg-small
           description="spatial twin of spectral-param: the same architectures and initial "
                       "weights, ordinary real filters")
 def build_spatial_param(arch, input_shape, num_classes, **hp):

@@ -1,11 +1,21 @@
 """Results tree -> tidy DataFrames, and seed statistics.
 
 `load_runs` gives one row per run (every status, so failed, diverged and unfinished
-runs stay visible) and one row per (run, epoch). `summarize` groups finished runs by
-(method, arch, dataset, budget, device) and gives mean, std and a 95% confidence
-interval over seeds. The interval is Student's t (mean ± t(0.975, n-1)·s/√n), the
-standard choice for the 2–10 seeds a benchmark can afford; it is NaN for n = 1.
-Timings are grouped by device, so runs from different devices never share a row.
+runs stay visible) and one row per (run, epoch). Every run gets a *setting* (`cohort`):
+the dataset, train/test sizes, budget, precision policy, op-count convention, device
+class and thread count. Only runs of one setting are ever compared or averaged, so a
+run with other threads or precision is a separate row, never part of a mean.
+
+`summarize` gives one row per (method, arch, variant, setting) over the finished runs.
+Statistics over seeds (`seed_stats`): with n >= 3, the mean and a 95% Student
+t-interval (mean ± t(0.975, n-1)·s/√n, the usual choice for the 3–10 seeds a benchmark
+affords) clipped to the quantity's range; with n < 3 no interval at all, only the
+values and n (a t-interval from 2 values is ±12.7 s and says nothing). Paired
+differences follow the same rule.
+
+Timings of runs whose record flags contention (`contention.unreliable`) are not
+averaged with clean ones: a row's timing is the mean of its clean runs, or, when
+every run is flagged, of the flagged runs with the row marked.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import csv
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +33,40 @@ from scipy import stats
 
 from harness.errors import UserError
 
-GROUP = ["method", "arch", "dataset", "budget", "variant", "device"]
-# spec keys that never distinguish two configurations of one (method, arch, dataset, budget)
+# What makes two runs comparable at all (the "setting"); see the module docstring.
+COHORT = ["dataset", "n_train", "n_test", "budget", "precision", "ops_convention",
+          "device_class", "threads"]
+GROUP = ["method", "arch", "variant", "cohort"]
+# spec keys that never distinguish two configurations of one (method, arch, setting)
 NOT_VARIANT = {"method", "arch", "dataset", "budget", "seed"}
-CI_METHOD = "95% Student t-interval over seeds"
+MIN_N_INTERVAL = 3
+CI_METHOD = ("n ≥ 3 seeds: mean and 95% Student t-interval [low, high], clipped to [0, 100]% "
+             "(paired differences: to [−100, 100] pp); n < 3: the individual values and n, "
+             "no interval")
+TIMING_COLS = ("train_s", "train_s_per_epoch", "throughput_img_s")
 OPS_CATEGORIES = ("conv_linear", "fft", "complex_products", "elementwise", "other")
+UNKNOWN = "unrecorded"
 
 
-def device_label(env: dict) -> str:
-    """'cpu: <processor> x<threads>' or the GPU name: what timings depend on."""
+def device_class(env: dict) -> str:
+    """The processor or GPU model: what timings depend on besides the thread count."""
     if env.get("gpu"):
         return f"cuda: {env['gpu']}"
-    return f"cpu: {env.get('cpu') or 'unknown'} ({env.get('threads', '?')} threads)"
+    return f"cpu: {env.get('cpu') or 'unknown'}"
+
+
+def device_label(env: dict, threads=None) -> str:
+    """'cpu: <processor> (<threads> threads)' or the GPU name."""
+    if env.get("gpu"):
+        return device_class(env)
+    t = threads if threads is not None else env.get("threads", "?")
+    return f"{device_class(env)} ({t} thread{'' if t == 1 else 's'})"
+
+
+def precision_policy(spec: dict, env: dict) -> str:
+    """spec.precision, else environment.precision.policy; unrecorded in older records."""
+    p = spec.get("precision") or (env.get("precision") or {}).get("policy")
+    return str(p) if p else UNKNOWN
 
 
 def at_batch(ops: dict, key: str, batch: int | None):
@@ -50,6 +83,10 @@ def run_row(directory: Path, rec: dict) -> dict:
     m = rec.get("metrics", {})
     t = rec.get("timing", {})
     ops = rec.get("ops", {}) or {}
+    ds = rec.get("dataset") or {}
+    cont = rec.get("contention") or {}
+    # the thread count the run used (spec.threads is 0 for "auto", so not the count)
+    threads = (rec.get("contention") or {}).get("threads") or env.get("threads") or spec.get("threads")
     row = {
         "run_id": rec.get("run_id"), "dir": str(directory),
         "method": spec.get("method"), "arch": spec.get("arch"), "dataset": spec.get("dataset"),
@@ -58,16 +95,24 @@ def run_row(directory: Path, rec: dict) -> dict:
         "epochs_done": m.get("epochs_done"), "test_acc": m.get("test_acc"),
         "test_error": m.get("test_error"), "val_acc": m.get("val_acc"),
         "params": rec.get("params"),
+        "n_train": ds.get("n_train"), "n_val": ds.get("n_val"), "n_test": ds.get("n_test"),
+        "subset": int(spec.get("subset") or 0),
+        "precision": precision_policy(spec, env),
+        "threads": int(threads) if threads is not None else -1,
+        "device_class": device_class(env),
         # per image at the run's batch size: the per-batch work (e.g. weight FFTs) is shared
         "macs_fwd": at_batch(ops, "macs_fwd", spec.get("batch_size")),
         "macs_bwd": at_batch(ops, "macs_bwd", spec.get("batch_size")),
         "macs_fwd_b1": ops.get("macs_fwd"), "macs_bwd_b1": ops.get("macs_bwd"),
         "macs_fwd_paper": ops.get("macs_fwd_paper"),
-        "ops_convention": (ops.get("convention") or {}).get("id"), "ops_error": ops.get("error"),
+        "ops_convention": (ops.get("convention") or {}).get("id") or UNKNOWN,
+        "ops_error": ops.get("error"),
         "train_s": t.get("train_s"), "train_s_per_epoch": t.get("train_s_per_epoch"),
-        "throughput_img_s": t.get("throughput_img_s"),
+        "throughput_img_s": t.get("throughput_img_s"), "step_mode": t.get("step_mode"),
+        "unreliable": bool(cont.get("unreliable", False)),
+        "unreliable_reasons": "; ".join(map(str, cont.get("reasons") or [])),
         "peak_mb": (rec.get("memory") or {}).get("peak_mb"),
-        "device": device_label(env), "git_sha": (env.get("git") or {}).get("sha"),
+        "device": device_label(env, threads), "git_sha": (env.get("git") or {}).get("sha"),
         "git_dirty": (env.get("git") or {}).get("dirty"),
         "torch": (env.get("packages") or {}).get("torch"), "python": env.get("python"),
         "reconstruction": (rec.get("method_info") or {}).get("reconstruction", False),
@@ -76,6 +121,15 @@ def run_row(directory: Path, rec: dict) -> dict:
     for cat in OPS_CATEGORIES:
         row[f"fwd_{cat}"] = (ops.get("breakdown_fwd") or {}).get(cat)
     return row
+
+
+def cohort_key(row) -> str:
+    """The setting of a run as one hashable string (missing sizes read as null)."""
+    def plain(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        return int(v) if isinstance(v, (int, float, np.integer, np.floating)) else str(v)
+    return json.dumps([plain(row.get(k)) for k in COHORT])
 
 
 def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True):
@@ -127,9 +181,12 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
         raise UserError(f"no runs found under {root}; run a suite first "
                         f"(python -m harness run --suite FILE) or check --results-dir")
     if "spec_json" in runs:
+        runs["cohort"] = [cohort_key(r) if isinstance(r.get("spec_json"), str) else None
+                          for r in rows]
+        runs["unreliable"] = runs["unreliable"].fillna(False).astype(bool)
         runs["variant"] = variants(runs)
         if not history.empty:
-            history = history.merge(runs[["run_id", "variant"]], on="run_id", how="left")
+            history = history.merge(runs[["run_id", "variant", "cohort"]], on="run_id", how="left")
     return runs, history
 
 
@@ -141,10 +198,9 @@ def flatten(spec: dict) -> dict:
 
 def variants(runs: pd.DataFrame) -> list[str]:
     """Per run, the spec settings that differ between configurations sharing its
-    (method, arch, dataset, budget), e.g. 'lr=0.01'; '' when there is one configuration."""
+    (method, arch, setting), e.g. 'lr=0.01'; '' when there is one configuration."""
     specs = [flatten(json.loads(s)) if isinstance(s, str) else {} for s in runs["spec_json"]]
-    key_of = [tuple(str(r.get(k)) for k in ("method", "arch", "dataset", "budget"))
-              for _, r in runs.iterrows()]
+    key_of = [(r["method"], r["arch"], r["cohort"]) for _, r in runs.iterrows()]
     out = []
     for i, spec in enumerate(specs):
         peers = [specs[j] for j in range(len(specs)) if key_of[j] == key_of[i] and specs[j]]
@@ -154,71 +210,103 @@ def variants(runs: pd.DataFrame) -> list[str]:
     return out
 
 
-def t_interval(values) -> tuple[float, float, float, int]:
-    """(mean, std, half-width of the 95% t-interval, n) of the finite values."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+@dataclass(frozen=True)
+class SeedStats:
+    """Over seeds: n, mean, the sorted values, and the clipped interval (NaN if n < 3)."""
+    n: int
+    mean: float
+    values: tuple[float, ...]
+    low: float
+    high: float
+
+
+def seed_stats(values, bounds: tuple[float, float] = (0.0, 1.0)) -> SeedStats:
+    """Mean, and for n >= 3 the 95% t-interval clipped to `bounds` (a fraction's range)."""
+    v = np.sort(np.asarray([x for x in values if x is not None and np.isfinite(x)], float))
     n = len(v)
     if n == 0:
-        return math.nan, math.nan, math.nan, 0
+        return SeedStats(0, math.nan, (), math.nan, math.nan)
     mean = float(v.mean())
-    if n == 1:
-        return mean, math.nan, math.nan, 1
-    std = float(v.std(ddof=1))
-    return mean, std, float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)), n
+    if n < MIN_N_INTERVAL:
+        return SeedStats(n, mean, tuple(map(float, v)), math.nan, math.nan)
+    half = float(stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n))
+    return SeedStats(n, mean, tuple(map(float, v)), max(bounds[0], mean - half),
+                     min(bounds[1], mean + half))
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, arch, dataset, budget, device) over the complete runs."""
+    """One row per (method, arch, variant, setting) over the complete runs."""
     done = runs[runs["status"] == "complete"]
     out = []
     for key, g in done.groupby(GROUP, dropna=False, sort=True):
-        mean, std, ci, n = t_interval(g["test_error"])
+        st = seed_stats(g["test_error"])
+        first = g.iloc[0]
+        clean = g[~g["unreliable"]]
+        # flagged timings are never mixed into a clean mean; all flagged -> shown, marked
+        timed = clean if not clean.empty else g
+        flagged = g[g["unreliable"]]
         row = dict(zip(GROUP, key))
+        row.update({k: first[k] for k in COHORT})
         row.update(
-            n=n, seeds=",".join(str(int(s)) for s in sorted(g["seed"])),
-            test_error_mean=mean, test_error_std=std, test_error_ci95=ci,
+            subset=int(g["subset"].max()), device=first["device"],
+            n=st.n, seeds=",".join(str(int(s)) for s in sorted(g["seed"])),
+            test_error_mean=st.mean, test_error_values=st.values,
+            test_error_low=st.low, test_error_high=st.high,
             macs_fwd=g["macs_fwd"].median(), macs_bwd=g["macs_bwd"].median(),
-            params=g["params"].median(),
-            train_s_per_epoch=g["train_s_per_epoch"].mean(), train_s=g["train_s"].mean(),
-            throughput_img_s=g["throughput_img_s"].mean(), peak_mb=g["peak_mb"].mean(),
+            params=g["params"].median(), peak_mb=g["peak_mb"].mean(),
+            **{c: timed[c].mean() for c in TIMING_COLS},
+            timing_n=len(timed), timing_unreliable=clean.empty and not flagged.empty,
+            timing_excluded=len(flagged) if not clean.empty else 0,
+            unreliable_note="; ".join(
+                f"seed {int(r['seed'])}: {r['unreliable_reasons'] or 'no reason recorded'}"
+                for _, r in flagged.sort_values("seed").iterrows()),
+            step_mode=", ".join(sorted({str(m) for m in g["step_mode"].dropna()})),
             epochs=g["epochs_done"].median(), reconstruction=bool(g["reconstruction"].any()),
             **{f"fwd_{c}": g[f"fwd_{c}"].median() for c in OPS_CATEGORIES},
         )
         out.append(row)
-    return pd.DataFrame(out)
+    df = pd.DataFrame(out)
+    if df.empty:
+        return df
+    return df.sort_values(["cohort", "method", "arch", "variant"], kind="stable").reset_index(drop=True)
 
 
 def paired_vs(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Test-error difference (method − baseline) over seeds present for both.
+    """Test-error difference (method − baseline) paired by seed, within one setting.
 
-    Pairs are matched on (arch family irrelevant) dataset, budget, device and seed,
-    which removes the seed-to-seed variance that both runs share.
+    `baseline` is a method name (each method is paired with that method's run at the
+    SAME architecture; a method with no such run gets a row that says so, never another
+    architecture's baseline) or 'method/arch', a baseline declared for every
+    architecture, which the table then names as such. Pairing by seed removes the
+    seed-to-seed variance both runs share.
     """
+    base_method, _, base_arch = baseline.partition("/")
     done = runs[runs["status"] == "complete"]
-    base = done[done["method"] == baseline]
     out = []
-    keys = ["dataset", "budget", "device", "seed"]
-    for (method, arch, dataset, budget, variant, device), g in done.groupby(GROUP, sort=True):
-        if method == baseline:
+    for (method, arch, variant, cohort), g in done.groupby(GROUP, sort=True):
+        if method == base_method and (not base_arch or arch == base_arch):
             continue
-        b = base[(base["dataset"] == dataset) & (base["budget"] == budget) & (base["device"] == device)]
+        arch_b = base_arch or arch
+        b = done[(done["method"] == base_method) & (done["arch"] == arch_b) & (done["cohort"] == cohort)]
+        row = {"method": method, "arch": arch, "variant": variant, "cohort": cohort,
+               "n_pairs": 0, "diff": seed_stats([])}
         if b.empty:
+            row["baseline"] = (f"no same-arch baseline ({base_method} has no {arch} run in this setting)"
+                               if not base_arch else f"none ({baseline} has no run in this setting)")
+            out.append(row)
             continue
-        # same architecture when the baseline ran it, and one baseline configuration only:
-        # the same variant if it exists, else the only one; several -> no pairing
-        b_same = b[b["arch"] == arch]
-        b = b_same if not b_same.empty else b[b["arch"] == b["arch"].iloc[0]]
+        # one baseline configuration only: the same variant if it has several, else the only one
         if b["variant"].nunique() > 1:
             b = b[b["variant"] == variant]
             if b.empty:
+                row["baseline"] = f"none ({base_method}/{arch_b} has several configurations, none is {variant!r})"
+                out.append(row)
                 continue
-        merged = g.merge(b, on=keys, suffixes=("", "_base"), validate="one_to_one")
-        if merged.empty:
-            continue
-        diff = merged["test_error"] - merged["test_error_base"]
-        mean, std, ci, n = t_interval(diff)
-        out.append({"method": method, "arch": arch, "variant": variant,
-                    "baseline": f"{baseline}/{b['arch'].iloc[0]}",
-                    "dataset": dataset, "budget": budget, "n_pairs": n,
-                    "diff_mean": mean, "diff_ci95": ci})
+        name = f"{base_method}/{arch_b}" + (f" ({b['variant'].iloc[0]})" if b["variant"].iloc[0] else "")
+        if arch_b != arch:
+            name += ": declared baseline, other architecture"
+        merged = g.merge(b, on="seed", suffixes=("", "_base"), validate="one_to_one")
+        diff = seed_stats(merged["test_error"] - merged["test_error_base"], bounds=(-1.0, 1.0))
+        row.update(baseline=name, n_pairs=diff.n, diff=diff)
+        out.append(row)
     return pd.DataFrame(out)

@@ -1,8 +1,14 @@
-"""Seaborn figures for the report. Deterministic: Agg backend, fixed bootstrap seed,
-no timestamps or software tags in the PNG metadata."""
+"""Seaborn/matplotlib figures for the report. Deterministic: Agg backend, fixed bootstrap
+seed, no timestamps or software tags in the PNG metadata.
+
+Every figure shows runs of ONE setting (reports.aggregate.COHORT). Cost axes are
+logarithmic and faceted by architecture: a LeNet-5 at 4e5 MACs and a Rippel net at
+1e8 differ by 250x, and methods are only ever compared at the same architecture.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -13,10 +19,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from reports.aggregate import MIN_N_INTERVAL  # noqa: E402
 
 BOOT_SEED = 0
+N_BOOT = 1000
 OPS_LABELS = {"conv_linear": "conv/linear", "fft": "FFT", "complex_products": "complex products",
               "elementwise": "element-wise", "other": "other"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
 def save(fig, path: Path) -> Path:
@@ -26,33 +37,116 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def label(df: pd.DataFrame) -> pd.Series:
-    base = df["method"].astype(str) + "/" + df["arch"].astype(str)
+def label(df: pd.DataFrame, with_arch: bool = True) -> pd.Series:
+    base = df["method"].astype(str)
+    if with_arch:
+        base = base + "/" + df["arch"].astype(str)
     if "variant" in df:
         v = df["variant"].fillna("").astype(str)
         base = base + v.where(v == "", " (" + v + ")")
     return base
 
 
-def learning_curves(history: pd.DataFrame, dataset: str, out: Path) -> Path | None:
-    """Validation accuracy per epoch, mean with a 95% bootstrap CI band over seeds."""
-    h = history[history["dataset"] == dataset]
+def styles(names) -> dict:
+    """A fixed (colour, marker) pair per name, so a method looks the same in every facet;
+    tab10's strong colours, told apart by the marker beyond ten names."""
+    names = sorted(set(names))
+    palette = sns.color_palette("tab10", 10)
+    return {n: (palette[i % 10], MARKERS[i % len(MARKERS)]) for i, n in enumerate(names)}
+
+
+def human(v: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:g}{unit}"
+    return f"{v:g}"
+
+
+def log_ticks(lo: float, hi: float, max_ticks: int = 5) -> list[float]:
+    """Round ticks (1, 2, 5 x 10^k and finer when the range is narrow) in [lo, hi]: at
+    least three where possible, at most `max_ticks`, so labels never crowd."""
+    ks = range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+    ticks: list[float] = []
+    for mults in ((1,), (1, 3), (1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 8)):
+        ticks = [m * 10.0 ** k for k in ks for m in mults if lo <= m * 10.0 ** k <= hi]
+        if len(ticks) >= 3:
+            break
+    return ticks[:: math.ceil(len(ticks) / max_ticks)] if len(ticks) > max_ticks else ticks
+
+
+def log_axis(ax, values, axis: str = "x") -> None:
+    """Log scale with a few round, labelled ticks (matplotlib's own labels crowd or vanish
+    on ranges under a decade)."""
+    v = np.asarray([x for x in values if x > 0], float)
+    lo, hi = (v.min(), v.max()) if len(v) else (1.0, 10.0)
+    lo, hi = lo / 1.4, hi * 1.4           # room for markers at the ends
+    getattr(ax, f"set_{axis}scale")("log")
+    getattr(ax, f"set_{axis}lim")(lo, hi)
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    a.set_major_locator(matplotlib.ticker.FixedLocator(log_ticks(lo, hi)))
+    a.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: human(x)))
+    a.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.tick_params(axis=axis, labelsize=8)
+
+
+def arch_order(s: pd.DataFrame, col: str) -> list[str]:
+    """Architectures from the cheapest to the most expensive (by median `col`)."""
+    return list(s.groupby("arch")[col].median().sort_values(kind="stable").index)
+
+
+def learning_curves(history: pd.DataFrame, title: str, out: Path,
+                    archs: list[str] | None = None) -> Path | None:
+    """Validation accuracy per epoch, one facet per architecture: mean over seeds, with a
+    95% bootstrap CI band where a curve has n >= 3 seeds and the seeds' min–max band
+    where n < 3."""
+    h = history
     if h.empty or "val_acc" not in h:
         return None
-    h = h.assign(run=label(h))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    sns.lineplot(h, x="epoch", y="val_acc", hue="run", errorbar=("ci", 95), n_boot=1000,
-                 seed=BOOT_SEED, marker="o", ax=ax)
-    ax.set(title=f"{dataset}: validation accuracy (mean, 95% bootstrap CI over seeds)",
-           xlabel="epoch", ylabel="validation accuracy")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.legend(fontsize=7, loc="lower right")
+    h = h.assign(run=label(h, with_arch=False))
+    st = styles(h["run"])
+    archs = [a for a in (archs or sorted(h["arch"].unique())) if a in set(h["arch"])]
+    rng = np.random.default_rng(BOOT_SEED)
+    fig, axes = plt.subplots(1, len(archs), figsize=(max(5.0, 3.6 * len(archs)), 4.0), squeeze=False)
+    kinds = set()
+    for ax, arch in zip(axes[0], archs):
+        for name, g in h[h["arch"] == arch].groupby("run", sort=True):
+            color, marker = st[name]
+            ep, mean, lo, hi = [], [], [], []
+            for e, ge in g.groupby("epoch", sort=True):
+                v = ge["val_acc"].to_numpy(float)
+                ep.append(e)
+                mean.append(v.mean())
+                if len(v) >= MIN_N_INTERVAL:
+                    boot = rng.choice(v, size=(N_BOOT, len(v))).mean(axis=1)
+                    lo.append(np.percentile(boot, 2.5))
+                    hi.append(np.percentile(boot, 97.5))
+                    kinds.add("95% bootstrap CI (n ≥ 3)")
+                else:
+                    lo.append(v.min())
+                    hi.append(v.max())
+                    kinds.add("min–max of the seeds (n < 3)")
+            ax.plot(ep, mean, marker=marker, ms=4, color=color)
+            ax.fill_between(ep, lo, hi, color=color, alpha=0.15, lw=0)
+        ax.set_title(arch, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(1.0, ax.get_ylim()[1]))
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes[0][0].set_ylabel("validation accuracy")
+    used = sorted(set(h["run"]))
+    handles = [Line2D([], [], color=st[n][0], marker=st[n][1], ms=4, label=n) for n in used]
+    fig.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(f"{title}: validation accuracy, mean over seeds; band: {' / '.join(sorted(kinds))}",
+                 fontsize=9)
+    fig.tight_layout()
     return save(fig, out)
 
 
 def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Indices of points not dominated (lower x and higher y is better), sorted by x."""
-    order = np.argsort(x, kind="stable")
+    """Indices of points not dominated (lower x and higher y is better), sorted by x.
+    At equal x only the best y survives, so ties never make a vertical 'front'."""
+    order = np.lexsort((-np.asarray(y, float), np.asarray(x, float)))
     front, best = [], -np.inf
     for i in order:
         if y[i] > best:
@@ -61,45 +155,109 @@ def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array(front, int)
 
 
-def accuracy_vs(summary: pd.DataFrame, dataset: str, xcol: str, xlabel: str, out: Path,
-                logx: bool = True) -> Path | None:
-    """Test accuracy (mean ± 95% CI) against a cost, with the Pareto front drawn."""
-    s = summary[(summary["dataset"] == dataset) & summary[xcol].notna()]
+def accuracy_vs(summary: pd.DataFrame, xcol: str, xlabel: str, title: str, out: Path,
+                mark_unreliable: bool = False) -> Path | None:
+    """Test accuracy against a cost, one facet per architecture, log cost axis.
+
+    n >= 3: the mean with its (clipped) 95% t-interval; n < 3: the mean and each seed's
+    value as small dots, no interval. The Pareto front of a facet is drawn (and named
+    in the legend) only when it has at least two points.
+    """
+    s = summary[summary[xcol].notna() & (summary[xcol] > 0)]
     if s.empty:
         return None
-    x = s[xcol].to_numpy(float)
-    acc = 1 - s["test_error_mean"].to_numpy(float)
-    err = np.nan_to_num(s["test_error_ci95"].to_numpy(float))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    palette = sns.color_palette("tab10", len(s))
-    for i, name in enumerate(label(s)):
-        ax.errorbar(x[i], acc[i], yerr=err[i], fmt="o", capsize=3, color=palette[i], label=name)
-    front = pareto_front(x, acc)
-    ax.step(x[front], acc[front], where="post", color="grey", ls="--", lw=1, label="Pareto front")
-    if logx and (x > 0).all():
-        ax.set_xscale("log")
-    ax.set(title=f"{dataset}: test accuracy vs {xlabel}", xlabel=xlabel,
-           ylabel="test accuracy (mean ± 95% CI)", ylim=(0, 1.02))  # CIs of few seeds overshoot
-    ax.legend(fontsize=7, loc="best")
+    s = s.assign(name=label(s, with_arch=False))
+    st = styles(s["name"])
+    archs = arch_order(s, "macs_fwd" if "macs_fwd" in s else xcol)   # the same order in every figure
+    # each facet its own y range: methods are compared within an architecture only
+    fig, axes = plt.subplots(1, len(archs), figsize=(max(5.0, 3.6 * len(archs)), 4.0), squeeze=False)
+    front_drawn, seeds_drawn, hollow = False, False, False
+    for ax, arch in zip(axes[0], archs):
+        ys = []
+        sub = s[s["arch"] == arch]
+        x = sub[xcol].to_numpy(float)
+        acc = 1 - sub["test_error_mean"].to_numpy(float)
+        for i, (_, r) in enumerate(sub.iterrows()):
+            color, marker = st[r["name"]]
+            face = color
+            if mark_unreliable and r.get("timing_unreliable"):
+                face, hollow = "white", True
+            if r["n"] >= MIN_N_INTERVAL:
+                lo, hi = 1 - r["test_error_high"], 1 - r["test_error_low"]   # clipped already
+                ax.errorbar(x[i], acc[i], yerr=[[acc[i] - lo], [hi - acc[i]]], fmt=marker,
+                            capsize=3, color=color, mfc=face, ms=6)
+                ys += [lo, hi]
+            else:
+                ax.plot(x[i], acc[i], marker=marker, color=color, mfc=face, ms=6, ls="none")
+                vals = [1 - v for v in r["test_error_values"]]
+                ax.plot([x[i]] * len(vals), vals, marker=".", color=color, ms=4, ls="none", alpha=0.8)
+                seeds_drawn = True
+                ys += vals
+            ys.append(acc[i])
+        front = pareto_front(x, acc)
+        if len(front) >= 2:
+            ax.step(x[front], acc[front], where="post", color="grey", ls="--", lw=1)
+            front_drawn = True
+        log_axis(ax, x)
+        ax.set_title(arch, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(alpha=0.3, which="major")
+        ax.tick_params(axis="y", labelsize=8)
+        lo, hi = min(ys), max(ys)
+        pad = 0.08 * (hi - lo) + 0.005
+        ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))   # accuracy never leaves [0, 1]
+    axes[0][0].set_ylabel("test accuracy")
+    handles = [Line2D([], [], color=c, marker=m, ls="none", label=n) for n, (c, m) in st.items()]
+    if front_drawn:
+        handles.append(Line2D([], [], color="grey", ls="--", lw=1, label="Pareto front (per architecture)"))
+    if seeds_drawn:
+        handles.append(Line2D([], [], color="k", marker=".", ls="none",
+                              label="single seeds (n < 3: no interval)", ms=4))
+    if (s["n"] >= MIN_N_INTERVAL).any():
+        handles.append(Line2D([], [], color="k", marker="|", ls="none", label="95% t-interval (n ≥ 3)"))
+    if hollow:
+        handles.append(Line2D([], [], color="k", marker="o", mfc="white", ls="none",
+                              label="hollow: timing unreliable"))
+    fig.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     return save(fig, out)
 
 
-def ops_breakdown(summary: pd.DataFrame, dataset: str, out: Path) -> Path | None:
-    """Stacked forward MACs per category for each method."""
-    s = summary[summary["dataset"] == dataset].drop_duplicates(["method", "arch"])
+def ops_breakdown(summary: pd.DataFrame, title: str, out: Path) -> Path | None:
+    """Stacked forward MACs per category, one panel per architecture with its own linear
+    axis (on one axis the small models' bars would be invisible)."""
+    s = summary.drop_duplicates(["method", "arch", "variant"])
     cols = [f"fwd_{c}" for c in OPS_LABELS if f"fwd_{c}" in s]
     if s.empty or not cols or s[cols].isna().all().all():
         return None
-    data = s[cols].fillna(0).to_numpy(float)
-    names = list(label(s))
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.5))
-    left = np.zeros(len(names))
-    for j, c in enumerate(cols):
-        ax.barh(names, data[:, j], left=left, label=OPS_LABELS[c[4:]],
-                color=sns.color_palette("Set2")[j])
-        left += data[:, j]
-    ax.set(title=f"{dataset}: forward MACs by category (batch 1)", xlabel="MACs")
-    ax.legend(fontsize=7, loc="lower right")
+    s = s.assign(total=s[cols].fillna(0).sum(axis=1))
+    archs = arch_order(s, "total")
+    counts = [int((s["arch"] == a).sum()) for a in archs]
+    fig, axes = plt.subplots(len(archs), 1, figsize=(7.5, 0.32 * sum(counts) + 0.9 * len(archs) + 0.6),
+                             gridspec_kw={"height_ratios": [c + 1.2 for c in counts]}, squeeze=False)
+    colors = sns.color_palette("Set2")
+    for ax, arch in zip(axes[:, 0], archs):
+        sub = s[s["arch"] == arch].sort_values("total", kind="stable")
+        names = list(label(sub, with_arch=False))
+        data = sub[cols].fillna(0).to_numpy(float)
+        left = np.zeros(len(names))
+        for j, c in enumerate(cols):
+            ax.barh(names, data[:, j], left=left, color=colors[j], label=OPS_LABELS[c[4:]])
+            left += data[:, j]
+        ax.set_title(f"{arch}", fontsize=9, loc="left")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=5))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: human(x)))
+        ax.tick_params(labelsize=8)
+        ax.set_xlim(0, left.max() * 1.05 if left.max() > 0 else 1)
+    axes[-1, 0].set_xlabel("forward MACs per image (batch 1)", fontsize=8)
+    used = [j for j, c in enumerate(cols) if s[c].fillna(0).gt(0).any()]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[j]) for j in used]
+    fig.suptitle(f"{title}: forward MACs by category (each architecture on its own scale)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.legend(handles, [OPS_LABELS[cols[j][4:]] for j in used], fontsize=8, ncol=len(used),
+               loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
     return save(fig, out)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 import tomllib
 from pathlib import Path
 
@@ -56,32 +57,96 @@ def fmt_num(x, digits=3) -> str:
     return f"{x:.{digits}g}"
 
 
-def fmt_pct_ci(mean, ci) -> str:
-    if mean is None or math.isnan(mean):
+def fmt_fixed(x, digits: int) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
-    if ci is None or math.isnan(ci):
-        return f"{100 * mean:.2f}%"
-    return f"{100 * mean:.2f} ± {100 * ci:.2f}%"
+    return f"{float(x):.{digits}f}"
 
 
-def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
-    rows = []
+def fmt_stat(st: aggregate.SeedStats, signed: bool = False) -> str:
+    """A fraction over seeds, in % (or pp when `signed`), by the rule of aggregate.CI_METHOD:
+    n >= 3 'mean [low, high] (n=k)'; n < 3 the values themselves, never an interval."""
+    if st.n == 0:
+        return "–"
+    f = (lambda v: f"{100 * v:+.2f}") if signed else (lambda v: f"{100 * v:.2f}")
+    unit = " pp" if signed else "%"
+    if st.n < aggregate.MIN_N_INTERVAL:
+        return f"{', '.join(f(v) for v in st.values)}{unit} (n={st.n})"
+    return f"{f(st.mean)}{unit} [{f(st.low)}, {f(st.high)}] (n={st.n})"
+
+
+def row_stats(r) -> aggregate.SeedStats:
+    return aggregate.SeedStats(int(r["n"]), r["test_error_mean"], tuple(r["test_error_values"]),
+                               r["test_error_low"], r["test_error_high"])
+
+
+def fmt_size(n, subset) -> str:
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "unrecorded"
+    return f"{int(n):,}" + (" (subset)" if subset else "")
+
+
+def setting_title(r) -> str:
+    """One line that names everything two compared runs share."""
+    threads = ("threads unrecorded" if int(r["threads"]) < 0
+               else f"{int(r['threads'])} thread{'' if int(r['threads']) == 1 else 's'}")
+    sub = (f" (--subset {int(r['subset'])}: val and test cut to N/5)" if r["subset"] else "")
+    return (f"{r['dataset']} · {fmt_size(r['n_train'], False)} train / {fmt_size(r['n_test'], False)} "
+            f"test{sub} · budget {r['budget']} · precision {r['precision']} · ops "
+            f"{r['ops_convention']} · {r['device_class']} · {threads}")
+
+
+UNRELIABLE = "‡"   # every run of the row was flagged: its timing is shown but unreliable
+EXCLUDED = "§"     # some runs were flagged and left out of the row's timing mean
+
+
+def comparison_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of one setting, and the footnotes for timing marks."""
+    rows, notes = [], []
+    show_step = summary["step_mode"].astype(bool).any() if "step_mode" in summary else False
     for _, r in summary.iterrows():
         name = r["method"] + (" †" if r["reconstruction"] else "")
-        rows.append({
-            "method": name, "arch": r["arch"], "dataset": r["dataset"], "budget": r["budget"],
-            "variant": r["variant"] or "–", "epochs": fmt_num(r["epochs"]), "n": int(r["n"]),
-            "test error (95% CI)": fmt_pct_ci(r["test_error_mean"], r["test_error_ci95"]),
+        mark = ""
+        who = f"{r['method']}/{r['arch']}" + (f" ({r['variant']})" if r["variant"] else "")
+        if r["timing_unreliable"]:
+            mark = f" {UNRELIABLE}"
+            notes.append(f"{UNRELIABLE} timing unreliable, {who}: every run was flagged "
+                         f"({r['unreliable_note']}).")
+        elif r["timing_excluded"]:
+            mark = f" {EXCLUDED}"
+            notes.append(f"{EXCLUDED} {who}: {int(r['timing_excluded'])} run(s) flagged timing "
+                         f"unreliable and left out of the timing columns, which average the "
+                         f"other {int(r['timing_n'])} ({r['unreliable_note']}).")
+        row = {
+            "method": name, "arch": r["arch"], "variant": r["variant"] or "–",
+            "epochs": fmt_num(r["epochs"]),
+            "train": fmt_size(r["n_train"], r["subset"]), "test": fmt_size(r["n_test"], r["subset"]),
+            "n": int(r["n"]), "test error": fmt_stat(row_stats(r)),
             "fwd MACs": fmt_num(r["macs_fwd"]), "bwd MACs": fmt_num(r["macs_bwd"]),
-            "params": fmt_num(r["params"]), "s/epoch": f"{r['train_s_per_epoch']:.2f}",
-            "s to final epoch": f"{r['train_s']:.1f}", "img/s": f"{r['throughput_img_s']:.0f}",
-            "peak MB": f"{r['peak_mb']:.0f}", "device": r["device"],
-        })
-    return pd.DataFrame(rows)
+            "params": fmt_num(r["params"]),
+            "s/epoch": fmt_fixed(r["train_s_per_epoch"], 2) + mark,
+            "s to final epoch": fmt_fixed(r["train_s"], 1) + mark,
+            "img/s": fmt_fixed(r["throughput_img_s"], 0) + mark,
+            "peak MB": fmt_fixed(r["peak_mb"], 0),
+        }
+        if show_step:
+            row["step"] = r["step_mode"] or "–"
+        rows.append(row)
+    return pd.DataFrame(rows), notes
 
 
-def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Each published number beside our measurement(s) of the same (method, arch, dataset)."""
+def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "method": p["method"], "arch": p["arch"], "variant": p["variant"] or "–",
+        "baseline": p["baseline"], "n pairs": int(p["n_pairs"]),
+        "Δ test error (method − baseline)": fmt_stat(p["diff"], signed=True),
+    } for _, p in paired.iterrows()])
+
+
+def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.DataFrame,
+                      setting_no: dict) -> pd.DataFrame:
+    """Each published number beside our measurement of the same (method, arch, dataset),
+    one row per setting of ours (settings are never pooled)."""
     rows = []
     for _, p in published.iterrows():
         ours = summary[(summary["method"] == p["method"]) & (summary["arch"] == p["arch"])
@@ -92,8 +157,11 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
                 flags.append("not comparable (convention/setting differs)")
             if p["metric"] == "test_error" and p["epochs"] and o["epochs"] != p["epochs"]:
                 flags.append(f"budget differs: paper {p['epochs']} epochs, ours {fmt_num(o['epochs'])}")
+            if p["metric"] == "test_error" and o["subset"]:
+                flags.append(f"ours trained on a subset ({fmt_size(o['n_train'], False)} train, "
+                             f"{fmt_size(o['n_test'], False)} test images)")
             if p["metric"] == "test_error":
-                ours_txt = fmt_pct_ci(o["test_error_mean"], o["test_error_ci95"])
+                ours_txt = fmt_stat(row_stats(o))
                 diff = f"{100 * (o['test_error_mean'] - p['value']):+.2f} pp"
                 paper_txt = f"{100 * p['value']:.2f}%"
             elif p["metric"] in ("macs_fwd", "macs_bwd"):
@@ -101,7 +169,7 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
                 paper_conv = None
                 if p["metric"] == "macs_fwd":
                     sel = runs[(runs["method"] == p["method"]) & (runs["arch"] == p["arch"])
-                               & (runs["dataset"] == p["dataset"])]
+                               & (runs["cohort"] == o["cohort"])]
                     if "macs_fwd_paper" in sel and sel["macs_fwd_paper"].notna().any():
                         paper_conv = sel["macs_fwd_paper"].dropna().iloc[0]
                 ours_txt = fmt_num(ours_val, 4) + (f" (paper convention: {fmt_num(paper_conv, 4)})"
@@ -113,6 +181,7 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
                 ours_txt, diff, paper_txt = "–", "–", fmt_num(p["value"])
             rows.append({"method": p["method"], "arch": p["arch"], "dataset": p["dataset"],
                          "metric": p["metric"], "paper": paper_txt, "ours": ours_txt,
+                         "ours: setting": setting_no[o["cohort"]],
                          "ours: budget": f"{o['budget']} (n={int(o['n'])})", "difference": diff,
                          "flag": "; ".join(flags) or "", "source": p["source"],
                          "paper convention": p["convention"]})
@@ -121,18 +190,43 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
 
 # --------------------------------------------------------------------------- rendering
 
+# a cell that reads as a number (with a unit suffix or a timing mark): right-aligned
+NUMERIC = re.compile(r"^([+-]?[\d.,]+\s*[KMG%]?(\s*[‡§])?|–)$")
+
+
+def right_aligned(df: pd.DataFrame) -> list[bool]:
+    """Per column: every cell numeric (and not all '–'). Header and cells share it."""
+    out = []
+    for c in df.columns:
+        cells = [str(v) for v in df[c]]
+        out.append(all(NUMERIC.match(v) for v in cells) and any(v != "–" for v in cells))
+    return out
+
+
+def html_table(df: pd.DataFrame) -> str:
+    align = ["r" if r else "l" for r in right_aligned(df)]
+    head = "".join(f'<th class="{a}">{html.escape(str(c))}</th>' for c, a in zip(df.columns, align))
+    body = "\n".join("<tr>" + "".join(f'<td class="{a}">{html.escape(str(v))}</td>'
+                                       for v, a in zip(row, align)) + "</tr>"
+                      for row in df.itertuples(index=False))
+    return f'<table class="t">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>'
+
+
 def to_markdown(blocks, out_dir: Path) -> str:
     parts = []
     for kind, *rest in blocks:
-        if kind == "h1":
-            parts.append(f"# {rest[0]}\n")
-        elif kind == "h2":
-            parts.append(f"## {rest[0]}\n")
+        if kind in ("h1", "h2", "h3"):
+            parts.append(f"{'#' * int(kind[1])} {rest[0]}\n")
         elif kind == "p":
             parts.append(rest[0] + "\n")
         elif kind == "table":
             df = rest[0]
-            parts.append((df.to_markdown(index=False) if not df.empty else "_none_") + "\n")
+            if df.empty:
+                parts.append("_none_\n")
+            else:
+                # numbers stay as formatted (no re-parsing), aligned as in the HTML
+                align = ["right" if r else "left" for r in right_aligned(df)]
+                parts.append(df.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n")
         elif kind == "img":
             path, caption = rest
             parts.append(f"![{caption}]({path.relative_to(out_dir).as_posix()})\n")
@@ -142,24 +236,25 @@ def to_markdown(blocks, out_dir: Path) -> str:
 def to_html(blocks, title: str) -> str:
     body = []
     for kind, *rest in blocks:
-        if kind in ("h1", "h2"):
+        if kind in ("h1", "h2", "h3"):
             body.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
         elif kind == "p":
             body.append(f"<p>{html.escape(rest[0])}</p>")
         elif kind == "table":
             df = rest[0]
-            body.append(df.to_html(index=False, border=0, classes="t", escape=True)
-                        if not df.empty else "<p><em>none</em></p>")
+            body.append(html_table(df) if not df.empty else "<p><em>none</em></p>")
         elif kind == "img":
             path, caption = rest
             data = base64.b64encode(path.read_bytes()).decode()
             body.append(f'<figure><img alt="{html.escape(caption)}" '
                         f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}'
                         f"</figcaption></figure>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+    style = ("body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
              "table.t{border-collapse:collapse;font-size:12px;margin:1em 0}"
-             "table.t td,table.t th{border:1px solid #ccc;padding:3px 6px}"
-             "img{max-width:100%}figcaption{font-size:12px;color:#555}")
+             "table.t td,table.t th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}"
+             "table.t th{background:#f3f3f3}"
+             "table.t .r{text-align:right;white-space:nowrap}table.t .l{text-align:left}"
+             "img{max-width:100%}figure{margin:1.5em 0}figcaption{font-size:12px;color:#555}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
             f"</title><style>{style}</style></head><body>\n" + "\n".join(body)
             + "\n</body></html>\n")
@@ -167,17 +262,36 @@ def to_html(blocks, title: str) -> str:
 
 def footer(runs: pd.DataFrame) -> pd.DataFrame:
     done = runs[runs["status"].isin(["complete", "diverged", "failed"])]
+    flagged = done[done["unreliable"]] if "unreliable" in done else done.iloc[:0]
     items = {
         "devices": sorted(done["device"].dropna().unique()),
+        "threads": sorted({int(t) for t in done["threads"].dropna() if t >= 0}) or ["unrecorded"],
+        "precision policies": sorted(done["precision"].dropna().unique()),
         "torch": sorted(done["torch"].dropna().unique()),
         "python": sorted(done["python"].dropna().unique()),
         "git SHAs": sorted({f"{s[:10]}{' (dirty)' if d else ''}"
                             for s, d in zip(done["git_sha"].fillna(""), done["git_dirty"]) if s}),
         "op-count conventions": sorted(done["ops_convention"].dropna().unique()),
         "seeds": sorted(int(s) for s in done["seed"].dropna().unique()),
-        "confidence intervals": [aggregate.CI_METHOD],
+        "intervals": [aggregate.CI_METHOD],
+        "runs flagged timing unreliable": [f"{len(flagged)} of {len(done)}"],
     }
     return pd.DataFrame([{"item": k, "value": ", ".join(map(str, v)) or "–"} for k, v in items.items()])
+
+
+def header_text() -> str:
+    return (f"Test error is the final-epoch test error (no selection on the test set). "
+            f"Statistics over seeds: {aggregate.CI_METHOD}. Learning-curve bands: 95% "
+            f"bootstrap CI of the mean ({figures.N_BOOT} resamples, seed {figures.BOOT_SEED}) "
+            f"where n ≥ 3, else the min–max of the seeds. Runs are only compared within one "
+            f"setting (same dataset, train/test sizes, budget, precision policy, op-count "
+            f"convention, device class and thread count); each setting has its own tables "
+            f"and figures. MACs are per image at the run's batch size (work done once per "
+            f"batch, such as weight FFTs, is shared by the batch); the ops breakdown figure "
+            f"is at batch 1. † marks a reconstruction of a method whose formulas are not "
+            f"public; {UNRELIABLE} marks timings from runs flagged 'timing unreliable' "
+            f"(machine load above its cores, or epoch times varying more than 2×); {EXCLUDED} "
+            f"marks a row whose flagged runs were left out of its timing columns.")
 
 
 def write_report(source: str, out: str, results_dir=None, budget: str | None = None,
@@ -212,39 +326,65 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
     paired = aggregate.paired_vs(runs, baseline)
     published = load_published()
     figdir = out_dir / "figures"
+    cohorts = list(dict.fromkeys(summary["cohort"])) if not summary.empty else []
+    setting_no = {c: i + 1 for i, c in enumerate(cohorts)}
     blocks = [("h1", title),
               ("p", f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in
                                                        runs["status"].value_counts().sort_index().items())
-               + f". Test error is the final-epoch test error (no selection on the test set); "
-                 f"intervals are {aggregate.CI_METHOD}. MACs are per image at the run's batch size "
-                 f"(work done once per batch, such as weight FFTs, is shared by the batch) in the "
-                 f"harness convention (see footer); the ops breakdown figure is at batch 1; † marks a reconstruction of a method whose "
-                 f"formulas are not public.")]
-    blocks += [("h2", "Comparison"), ("table", comparison_table(summary) if not summary.empty
-                                       else pd.DataFrame())]
-    if not paired.empty:
-        p = paired.assign(**{"Δ test error (95% CI)": [fmt_pct_ci(m, c) for m, c in
-                                                        zip(paired["diff_mean"], paired["diff_ci95"])]})
-        blocks += [("h2", f"Paired by seed against {baseline}"),
-                   ("p", "Difference in test error (method − baseline) over the seeds both ran."),
-                   ("table", p[["method", "arch", "variant", "baseline", "dataset", "budget", "n_pairs",
-                                "Δ test error (95% CI)"]])]
-    pvm = paper_vs_measured(published, summary, runs) if not summary.empty else pd.DataFrame()
+               + ". " + header_text())]
+    if cohorts:
+        blocks += [("h2", "Settings"),
+                   ("p", "Numbers in different settings are not comparable with each other."),
+                   ("table", pd.DataFrame([{
+                       "setting": setting_no[c], "description": setting_title(g.iloc[0]),
+                       "rows": len(g), "runs": int(g["n"].sum())}
+                       for c, g in ((c, summary[summary["cohort"] == c]) for c in cohorts)]))]
+    blocks.append(("h2", "Comparison"))
+    if summary.empty:
+        blocks.append(("table", pd.DataFrame()))
+    for c in cohorts:
+        s = summary[summary["cohort"] == c]
+        table, notes = comparison_table(s)
+        blocks += [("h3", f"Setting {setting_no[c]}: {setting_title(s.iloc[0])}"), ("table", table)]
+        blocks += [("p", n) for n in notes]
+        pc = paired[paired["cohort"] == c] if not paired.empty else paired
+        if not pc.empty:
+            blocks += [("p", f"Setting {setting_no[c]}, paired by seed against {baseline}: difference "
+                             f"in test error (method − baseline) over the seeds both ran; a method "
+                             f"is paired with the baseline of its own architecture"
+                             + (" unless the baseline names one." if "/" in baseline else
+                                ", never another.")),
+                       ("table", paired_table(pc))]
+    pvm = (paper_vs_measured(published, summary, runs, setting_no) if not summary.empty
+           else pd.DataFrame())
     blocks += [("h2", "Paper vs measured"),
-               ("p", "Published numbers (reports/published.toml) beside ours. Flags mark "
-                     "different budgets and numbers whose convention does not match ours."),
+               ("p", "Published numbers (reports/published.toml) beside ours, one row per setting "
+                     "of ours. Flags mark different budgets, subsets and numbers whose convention "
+                     "does not match ours."),
                ("table", pvm)]
     blocks.append(("h2", "Figures"))
-    for ds in sorted(summary["dataset"].unique()) if not summary.empty else []:
-        tag = store.slug(ds)
+    per_dataset = summary.groupby("dataset")["cohort"].nunique() if not summary.empty else {}
+    for c in cohorts:
+        s = summary[summary["cohort"] == c]
+        first = s.iloc[0]
+        ds = first["dataset"]
+        tag = store.slug(ds) if per_dataset[ds] == 1 else f"{store.slug(ds)}-s{setting_no[c]}"
+        name = f"Setting {setting_no[c]}"
+        h = history[history["cohort"] == c] if not history.empty else history
+        blocks.append(("h3", f"{name}: {setting_title(first)}"))
         for path, cap in (
-            (figures.learning_curves(history, ds, figdir / f"learning_{tag}.png"),
-             f"{ds}: validation accuracy per epoch"),
-            (figures.accuracy_vs(summary, ds, "macs_fwd", "forward MACs", figdir / f"acc_macs_{tag}.png"),
-             f"{ds}: accuracy vs forward MACs"),
-            *time_figures(summary, ds, figdir, tag),
-            (figures.ops_breakdown(summary, ds, figdir / f"ops_{tag}.png"),
-             f"{ds}: forward MACs by category"),
+            (figures.learning_curves(h, f"{name}: {ds}", figdir / f"learning_{tag}.png",
+                                     archs=figures.arch_order(s, "macs_fwd")),
+             f"{name}: validation accuracy per epoch"),
+            (figures.accuracy_vs(s, "macs_fwd", "forward MACs per image", f"{name}: {ds}, "
+                                 f"test accuracy vs forward MACs", figdir / f"acc_macs_{tag}.png"),
+             f"{name}: accuracy vs forward MACs, one panel per architecture"),
+            (figures.accuracy_vs(s, "train_s", "training time to final epoch (s)",
+                                 f"{name}: {ds}, test accuracy vs training time on {first['device']}",
+                                 figdir / f"acc_time_{tag}.png", mark_unreliable=True),
+             f"{name}: accuracy vs training time on {first['device']}"),
+            (figures.ops_breakdown(s, f"{name}: {ds}", figdir / f"ops_{tag}.png"),
+             f"{name}: forward MACs by category"),
         ):
             if path is not None:
                 blocks.append(("img", path, cap))
@@ -279,12 +419,3 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
     store.atomic_write(md, lambda f: f.write(to_markdown(blocks, out_dir).encode()))
     store.atomic_write(htm, lambda f: f.write(to_html(blocks, title).encode()))
     return md, htm
-
-
-def time_figures(summary: pd.DataFrame, ds: str, figdir: Path, tag: str):
-    """Accuracy vs training time, one figure per device: timings are never mixed."""
-    s = summary[summary["dataset"] == ds]
-    for i, dev in enumerate(sorted(s["device"].dropna().unique())):
-        yield (figures.accuracy_vs(s[s["device"] == dev], ds, "train_s", "training time to final "
-                                   "epoch (s)", figdir / f"acc_time_{tag}_{i}.png"),
-               f"{ds}: accuracy vs training time on {dev}")

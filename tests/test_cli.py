@@ -48,6 +48,8 @@ def test_run_then_skip(tmp_path):
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     assert "test error" in first.stdout
+    assert "notice: --subset 300: training on 300 images, validating on 60 and testing on 60" \
+        in first.stderr
     second = run_cli(*args)
     assert second.returncode == 0 and "already done" in second.stderr
     assert first.stdout == second.stdout
