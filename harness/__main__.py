@@ -64,8 +64,11 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                         "checks (default: all images)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="method option or training option (optimizer, momentum, weight_decay, "
-                        "schedule, lr_min, warmup_epochs, clip_norm, val_size); repeatable")
+                        "schedule, lr_min, warmup_epochs, clip_norm, val_size, precision); repeatable")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads; pinned counts are part of the run id (default: auto, the cores "
+                        "this process may use; recorded)")
     p.add_argument("--data-dir", default=None, help="dataset directory (overrides $SPECTRAL_BENCH_DATA)")
     p.add_argument("--results-dir", default=None,
                    help="results directory (overrides $SPECTRAL_BENCH_RESULTS; default ./results)")
@@ -230,7 +233,8 @@ def cmd_run(args) -> None:
         given = [flag for flag, value in (
             ("--method", args.method != "cnn"), ("--arch", args.arch), ("--dataset", args.dataset),
             ("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr),
-            ("--seed", args.seed), ("--subset", args.subset), ("--set", args.sets)) if value]
+            ("--seed", args.seed), ("--subset", args.subset), ("--set", args.sets),
+            ("--threads", args.threads is not None)) if value]
         if given:
             raise UserError(f"{', '.join(given)} cannot be combined with --suite: the suite file "
                             f"defines its runs; edit it or add a budget")
@@ -255,7 +259,7 @@ def cmd_run(args) -> None:
     dataset = args.dataset or data.default_dataset(args.data_dir)
     spec = runner.make_spec(args.method, args.arch, dataset, sets, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                            subset=args.subset)
+                            subset=args.subset, threads=args.threads)
     record = runner.execute(spec, **common)
     from harness import store
     print(runner.summary_line(record))

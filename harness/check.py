@@ -14,7 +14,6 @@ It writes into a temporary results directory (removed afterwards), or into
 from __future__ import annotations
 
 import math
-import sys
 import tempfile
 import time
 import traceback
@@ -27,7 +26,6 @@ import torch
 import methods
 from harness import store
 from harness.device import describe, resolve_device
-from harness.errors import UserError
 
 SUBSET = 300          # training images per check run (val and test get SUBSET // 5)
 BATCH = 100

@@ -24,6 +24,7 @@ differ by more than 2x.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import statistics
@@ -64,8 +65,29 @@ def available_cores() -> int:
 
 
 def default_threads(parallel_runs: int = 1) -> int:
-    """Threads per run when `parallel_runs` share this process's cores."""
+    """Threads per run (`--threads auto`) when `parallel_runs` share this process's cores.
+
+    OMP_NUM_THREADS, when set, is the user's choice; inside a SLURM task the allocation
+    is SLURM_CPUS_PER_TASK (also when the cluster does not bind tasks to their CPUs).
+    """
+    for var in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return max(1, int(value) // max(1, parallel_runs))
     return max(1, available_cores() // max(1, parallel_runs))
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int):
+    """Run the body with `n` torch intra-op threads, then restore the previous count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(previous)
 
 
 def load_average() -> list[float]:

@@ -22,6 +22,7 @@ from harness.env import environment
 from harness.errors import UserError
 from harness.ops import count_ops, count_params
 from harness.spec import TRAIN_KEYS, RunSpec
+from harness.contention import default_threads, pinned_threads
 from harness.device import activate, resolve_device
 from harness.train import seed_everything, train
 
@@ -68,8 +69,14 @@ def summary_line(record: dict) -> str:
         return (f"{record['spec']['method']}/{record['spec']['arch']} on {record['spec']['dataset']}: "
                 f"test error {100 * m['test_error']:.2f}% (acc {100 * m['test_acc']:.2f}%) after "
                 f"{m['epochs_done']} epochs; train {t['train_s']:.1f}s "
-                f"({t['train_s_per_epoch']:.1f}s/epoch, {t['throughput_img_s']:.0f} img/s)")
+                f"({t['train_s_per_epoch']:.1f}s/epoch, {t['throughput_img_s']:.0f} img/s)"
+                + unreliable_note(record))
     return f"status {record['status']}: {record.get('reason', '')}"
+
+
+def unreliable_note(record: dict) -> str:
+    c = record.get("contention") or {}
+    return f"; timing unreliable: {'; '.join(c.get('reasons', []))}" if c.get("unreliable") else ""
 
 
 @contextmanager
@@ -90,12 +97,19 @@ def run_lock(directory: Path):
 
 def execute(spec: RunSpec, *, data_dir=None, results_dir=None, device: str | None = "auto",
             force: bool = False, progress: bool = True, stop_after: int | None = None,
-            should_stop=None) -> dict | None:
+            should_stop=None, threads: int | None = None) -> dict | None:
     """Run `spec` to completion (or resume it) and return its record.
 
     Returns None when the call stopped early (stop_after/should_stop), leaving a
-    checkpoint to resume from.
+    checkpoint to resume from. The run uses spec.threads CPU threads, or for auto (0)
+    `threads` (a local sweep's share of the cores), else the cores this process may use.
     """
+    with pinned_threads(spec.threads or threads or default_threads()):
+        return _execute(spec, data_dir=data_dir, results_dir=results_dir, device=device, force=force,
+                        progress=progress, stop_after=stop_after, should_stop=should_stop)
+
+
+def _execute(spec, *, data_dir, results_dir, device, force, progress, stop_after, should_stop):
     directory = store.run_dir(store.results_root(results_dir), spec)
     if not force and store.is_finished(directory):
         print(f"already done: {directory} (pass --force to run again)", file=sys.stderr)
@@ -162,6 +176,7 @@ def _execute_locked(spec, directory, *, data_dir, device, force, progress, stop_
                  **{k: last.get(k) for k in ("train_loss", "train_acc", "val_loss", "val_acc")}},
         timing=timing,
         memory={"peak_mb": res.peak_memory_mb, "kind": res.memory_kind},
+        contention=res.contention,
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     if res.status == "diverged":

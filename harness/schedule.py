@@ -56,6 +56,7 @@ from typing import Any, Callable, Iterable
 import submitit
 
 from harness import store
+from harness.contention import available_cores, default_threads
 from harness.device import resolve_device
 from harness.errors import UserError
 
@@ -258,11 +259,12 @@ class RunJob(submitit.helpers.Checkpointable):
     """
 
     def __init__(self, results_dir: str, data_dir: str | None = None, device: str = "auto",
-                 grace_s: float = 90.0):
+                 grace_s: float = 90.0, threads: int | None = None):
         self.results_dir = str(results_dir)
         self.data_dir = None if data_dir is None else str(data_dir)
         self.device = device
         self.grace_s = float(grace_s)
+        self.threads = threads      # for specs with threads auto; None: the task's own cores
 
     # runtime state (thread, stop flag) never goes into a pickle
     def __getstate__(self):
@@ -273,10 +275,6 @@ class RunJob(submitit.helpers.Checkpointable):
 
         s = RunSpec.from_dict(spec)
         directory = store.run_dir(Path(self.results_dir), s)
-        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-        if cpus and cpus.isdigit():
-            import torch
-            torch.set_num_threads(int(cpus))
         ids = _job_ids()
         n = sum(a.get("event") == "start" for a in read_attempts(directory)) + 1
         print(f"harness: run {s.run_id} ({s.method}/{s.arch} on {s.dataset}, seed {s.seed}, "
@@ -290,7 +288,8 @@ class RunJob(submitit.helpers.Checkpointable):
             from harness.runner import execute
             try:
                 box["record"] = execute(s, data_dir=self.data_dir, results_dir=self.results_dir,
-                                        device=self.device, progress=True, should_stop=stop.is_set)
+                                        device=self.device, progress=True, should_stop=stop.is_set,
+                                        threads=getattr(self, "threads", None))
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 box["error"], box["traceback"] = exc, traceback.format_exc()
 
@@ -334,7 +333,8 @@ class RunJob(submitit.helpers.Checkpointable):
             else:
                 print("checkpoint written; requeueing", file=sys.stderr, flush=True)
         self._rt_requeued = True
-        fresh = RunJob(self.results_dir, self.data_dir, self.device, self.grace_s)
+        fresh = RunJob(self.results_dir, self.data_dir, self.device, self.grace_s,
+                       getattr(self, "threads", None))
         return submitit.helpers.DelayedSubmission(fresh, spec)
 
 
@@ -789,9 +789,17 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
     max_parallel = max_parallel or len(devices)
     if max_parallel < 1:
         raise UserError(f"--max-parallel must be >= 1, got {max_parallel}")
-    if max_parallel > len(devices):
+    # the runs share this machine's cores: each gets its part (specs with threads auto)
+    threads = default_threads(max_parallel)
+    gpus = [d for d in devices if d.startswith("cuda")]
+    if gpus and max_parallel > len(devices):
         out(f"warning: {max_parallel} runs at once on {len(devices)} device(s): runs overlap on a "
-            f"device, so their timings are not comparable")
+            f"GPU, so their timings are not comparable")
+    elif max_parallel > available_cores():
+        out(f"warning: {max_parallel} runs at once on {available_cores()} cores: runs compete for "
+            f"cores, so their timings are not comparable (each record says so)")
+    else:
+        out(f"{max_parallel} run(s) at once, {threads} CPU thread(s) each (threads auto)")
     sdir = suite_dir(root, suite)
     folder = sdir / "logs" / "%j"
     executor = submitit.LocalExecutor(folder=folder)
@@ -804,7 +812,8 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
     running: dict[int, tuple[Any, Any]] = {}   # slot -> (job, spec)
     result: dict[str, list] = {"done": [], "diverged": [], "failed": []}
     started = 0
-    record_submission(sdir, suite, "local", [], {"max_parallel": max_parallel, "devices": devices}, [],
+    record_submission(sdir, suite, "local", [], {"max_parallel": max_parallel, "devices": devices,
+                                               "threads_per_run": threads}, [],
                       folder)
     try:
         while pending or running:
@@ -816,7 +825,7 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
                 executor.update_parameters(gpus_per_node=len(visible), visible_gpus=visible)
                 job = executor.submit(RunJob(str(Path(root).resolve()),
                                              None if data_dir is None else str(Path(data_dir).resolve()),
-                                             job_device), spec.to_dict())
+                                             job_device, threads=threads), spec.to_dict())
                 running[slot] = (job, spec)
                 started += 1
                 d = store.run_dir(root, spec)

@@ -45,6 +45,7 @@ class RunSpec:
     val_size: int = 5000
     precision: str = "fp32"      # fp32 (strict, TF32 off) or tf32: see harness/device.py
     subset: int = 0              # >0: train on the first N training images (quick checks)
+    threads: int = 0             # CPU threads; 0 = auto (recorded, not part of the id): see harness/contention.py
     seed: int = 0
     budget: str = ""             # suite budget label ("paper", "short"); "" for ad-hoc runs
     hparams: dict[str, Any] = field(default_factory=dict)  # method options (--set)
@@ -74,6 +75,8 @@ class RunSpec:
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)} "
                             f"(e.g. --set precision=tf32)")
+        if self.threads < 0:
+            raise UserError(f"--threads must be >= 1 (or 0 for auto), got {self.threads}")
         if self.subset < 0:
             raise UserError(f"--subset must be >= 0, got {self.subset}")
         if self.val_size < 0:
@@ -144,7 +147,8 @@ def split_assignments(items: list[str]) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- suites
 
-RUN_KEYS = ("method", "arch", "dataset", "seeds", "hparams", "epochs", "batch_size", "lr", "subset") + TRAIN_KEYS
+RUN_KEYS = ("method", "arch", "dataset", "seeds", "hparams", "epochs", "batch_size", "lr", "subset",
+            "threads") + TRAIN_KEYS
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.contention import Monitor
 from harness.device import Timer, activate, peak_memory, reset_peak_memory, sync
 from harness.errors import UserError
 from harness.store import atomic_write
@@ -177,6 +178,7 @@ class TrainResult:
     diverged_epoch: int | None = None
     peak_memory_mb: float = 0.0
     memory_kind: str = ""
+    contention: dict = field(default_factory=dict)
 
 
 def train(model, data, spec, device, run_dir: Path, progress: bool = True,
@@ -204,6 +206,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
     timing = {"train_s": 0.0, "data_s": 0.0, "eval_s": 0.0, "warmup_s": 0.0, "checkpoint_s": 0.0,
               "wall_s": 0.0, "sessions": 0}
     start_epoch = 0
+    monitor = Monitor(threads=torch.get_num_threads())
     ckpt_path = Path(run_dir) / CHECKPOINT
     if ckpt_path.exists():
         # RNG states must stay CPU ByteTensors; load_state_dict moves the rest to the device
@@ -217,6 +220,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
         gen.set_state(ckpt["generator"])
         set_rng_states(ckpt["rng"], device)
         history, timing, start_epoch = ckpt["history"], ckpt["timing"], ckpt["epoch"]
+        monitor.restore(ckpt.get("contention"))
         if progress:
             print(f"resuming from epoch {start_epoch} ({ckpt_path})", file=sys.stderr)
     wall0 = time.perf_counter()
@@ -227,6 +231,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_val, y_val = data.x_val.to(device), data.y_val.to(device)
     result = TrainResult(status="complete", history=history, timing=timing)
+    monitor.sample()
     for epoch in range(start_epoch, spec.epochs):
         model.train()
         timer, gather = Timer(device), Timer(device)
@@ -265,13 +270,15 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
             print(f"epoch {epoch + 1}/{spec.epochs}  train loss {train_loss:.4f} "
                   f"acc {correct.item() / n:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  "
                   f"({train_s:.1f}s train, {eval_s:.1f}s eval)", file=sys.stderr)
+        monitor.sample(epoch_times(history))
         if not math.isfinite(train_loss):
             result.status, result.diverged_epoch = "diverged", epoch + 1
             break
         now = time.perf_counter()
         timing["wall_s"] += now - wall0
         wall0, t0 = now, now
-        save_checkpoint(ckpt_path, model, opt, sched, gen, spec, history, timing, epoch + 1, device)
+        save_checkpoint(ckpt_path, model, opt, sched, gen, spec, history, timing, epoch + 1, device,
+                        monitor.state())
         timing["checkpoint_s"] += time.perf_counter() - t0
         done = epoch + 1
         if done < spec.epochs and ((stop_after is not None and done >= stop_after)
@@ -285,13 +292,21 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
         timing["test_eval_s"] = time.perf_counter() - t0
         result.test = {"test_loss": test_loss, "test_acc": test_acc, "test_error": 1 - test_acc}
     result.peak_memory_mb, result.memory_kind = peak_memory(device)
+    monitor.sample(epoch_times(history))
+    result.contention = monitor.summary(epoch_times(history))
     return result
 
 
-def save_checkpoint(path, model, opt, sched, gen, spec, history, timing, epoch, device) -> None:
+def epoch_times(history: list[dict]) -> list[float]:
+    return [h["train_s"] for h in history]
+
+
+def save_checkpoint(path, model, opt, sched, gen, spec, history, timing, epoch, device,
+                    contention) -> None:
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
              "scheduler": sched.state_dict(), "generator": gen.get_state(), "rng": rng_states(device),
-             "spec": spec.to_dict(), "history": history, "timing": dict(timing), "epoch": epoch}
+             "spec": spec.to_dict(), "history": history, "timing": dict(timing), "epoch": epoch,
+             "contention": contention}
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write(path, lambda f: f.write(buf.getvalue()))

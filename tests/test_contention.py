@@ -80,3 +80,39 @@ def test_state_survives_a_resume(load):
     load["value"] = (0.2, 0.2, 0.2)
     resumed.sample([1.0])
     assert resumed.summary([1.0])["unreliable"]   # the first session's load still counts
+
+
+def test_pinned_threads_are_used_recorded_and_part_of_the_run_id(tmp_path):
+    import torch
+
+    from harness.runner import execute, make_spec
+
+    before = torch.get_num_threads()
+    spec = make_spec("cnn", "lenet5", "synthetic", epochs=1, subset=200, threads=1)
+    rec = execute(spec, results_dir=tmp_path, progress=False)
+    assert rec["environment"]["threads"] == 1 and rec["contention"]["threads"] == 1
+    assert torch.get_num_threads() == before                 # restored afterwards
+    auto = make_spec("cnn", "lenet5", "synthetic", epochs=1, subset=200)
+    assert auto.threads == 0 and auto.run_id != spec.run_id
+    # auto takes the caller's share of the cores (a local sweep's), and records it
+    rec = execute(auto, results_dir=tmp_path, progress=False, threads=1)
+    assert rec["environment"]["threads"] == 1 and rec["spec"]["threads"] == 0
+
+
+def test_local_sweep_divides_the_cores_among_its_runs(tmp_path, monkeypatch):
+    from harness import schedule
+    from helpers import InProcessExecutor
+
+    monkeypatch.setattr(schedule, "default_threads", lambda parallel=1: 4 // parallel)
+    monkeypatch.setattr(schedule.submitit, "LocalExecutor", InProcessExecutor)
+    jobs = []
+    real_submit = InProcessExecutor.submit
+    monkeypatch.setattr(InProcessExecutor, "submit",
+                        lambda self, fn, *a: (jobs.append(fn), real_submit(self, fn, *a))[1])
+    suite = tmp_path / "s.toml"
+    suite.write_text('[suite]\nname = "s"\ndataset = "synthetic"\nseeds = [0, 1]\n'
+                     '[[runs]]\nmethod = "cnn"\nepochs = 1\nsubset = 200\n')
+    summary = schedule.sweep(str(suite), executor="local", results_dir=tmp_path / "r",
+                             devices=["cpu"], max_parallel=2, out=lambda _: None)
+    assert len(summary["local"]["done"]) == 2
+    assert [job.threads for job in jobs] == [2, 2]

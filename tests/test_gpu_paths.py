@@ -13,7 +13,6 @@ submitit's LocalExecutor (run in-process, so that the fake GPU is visible to the
 from __future__ import annotations
 
 import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +24,7 @@ from harness.device import Timer, apply_precision, resolve_device
 from harness.env import device_info
 from harness.errors import UserError
 from harness.runner import execute, make_spec
+from helpers import InProcessExecutor
 
 GPU_NAME = "Simulated H200"
 
@@ -115,32 +115,6 @@ def test_run_suite_hands_training_an_indexed_device(fake_cuda, handed, tmp_path,
     assert main(["run", "--suite", str(suite), "--device", "cuda", "--quiet",
                  "--results-dir", str(tmp_path / "r")]) == 0, capsys.readouterr().err
     assert [str(d) for d in handed] == ["cuda:0", "cuda:0"]
-
-
-class InProcessExecutor:
-    """submitit.LocalExecutor's interface, running each job in this process at submit."""
-
-    submitted: list[dict] = []
-
-    def __init__(self, folder):
-        self.folder, self.params = Path(str(folder).replace("%j", "inproc")), {}
-
-    def update_parameters(self, **kw):
-        self.params.update(kw)
-
-    def submit(self, fn, *args):
-        InProcessExecutor.submitted.append(dict(self.params))
-        job = types.SimpleNamespace(job_id=str(len(InProcessExecutor.submitted)),
-                                    paths=types.SimpleNamespace(stdout=self.folder / "log.out"),
-                                    done=lambda: True, cancel=lambda: None)
-        try:
-            value = fn(*args)
-            job.result = lambda: value
-        except Exception as exc:  # noqa: BLE001 - re-raised by result(), as submitit does
-            def fail(exc=exc):
-                raise exc
-            job.result = fail
-        return job
 
 
 def test_local_sweep_binds_each_job_to_its_gpu(fake_cuda, handed, tmp_path, monkeypatch):

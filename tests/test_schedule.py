@@ -363,7 +363,6 @@ def test_status_falls_back_and_never_hangs(smoke_run, tmp_path, monkeypatch):
 
 
 def test_preemption_requeues_resumes_and_keeps_time(slurm, tmp_path):
-    import torch
 
     from harness.runner import execute
     from harness.spec import load_suite
@@ -393,13 +392,8 @@ def test_preemption_requeues_resumes_and_keeps_time(slurm, tmp_path):
     job._interrupt()                  # SIGTERM + USR2, as a preemption does
     t_int = time.monotonic()
     # the reference: the same spec uninterrupted, same thread count as the task (cpus_per_task=1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        spec = load_suite(str(suite_file)).specs[0]
-        reference = execute(spec, results_dir=tmp_path / "reference", progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    spec = load_suite(str(suite_file)).specs[0]
+    reference = execute(spec, results_dir=tmp_path / "reference", progress=False, threads=1)
     record = wait_for(lambda: store.read_record(run_dir), 150, poll=0.5, what="the requeued run")
     requeue_to_done = time.monotonic() - t_int
     attempts = schedule.read_attempts(run_dir)
