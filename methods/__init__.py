@@ -21,7 +21,8 @@ from harness.errors import UserError
 # Modules that register methods; imported on first use of the registry.
 _METHOD_MODULES = ("methods.cnn", "methods.cemnet", "methods.spectral", "methods.fcnn",
                    "methods.dct", "methods.twosrelu",
-                   "methods.fno")
+                   "methods.fno",
+                   "methods.gfnet")
 
 _REGISTRY: dict[str, "MethodInfo"] = {}
 _loaded = False
