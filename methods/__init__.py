@@ -22,7 +22,8 @@ from harness.errors import UserError
 _METHOD_MODULES = ("methods.cnn", "methods.cemnet", "methods.spectral", "methods.fcnn",
                    "methods.dct", "methods.twosrelu",
                    "methods.fno",
-                   "methods.gfnet")
+                   "methods.gfnet",
+                   "methods.ffc")
 
 _REGISTRY: dict[str, "MethodInfo"] = {}
 _loaded = False
