@@ -23,7 +23,8 @@ _METHOD_MODULES = ("methods.cnn", "methods.cemnet", "methods.spectral", "methods
                    "methods.dct", "methods.twosrelu",
                    "methods.fno",
                    "methods.gfnet",
-                   "methods.ffc")
+                   "methods.ffc",
+                   "methods.realnode")
 
 _REGISTRY: dict[str, "MethodInfo"] = {}
 _loaded = False
