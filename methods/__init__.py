@@ -24,7 +24,8 @@ _METHOD_MODULES = ("methods.cnn", "methods.cemnet", "methods.spectral", "methods
                    "methods.fno",
                    "methods.gfnet",
                    "methods.ffc",
-                   "methods.realnode")
+                   "methods.realnode",
+                   "methods.hartley")
 
 _REGISTRY: dict[str, "MethodInfo"] = {}
 _loaded = False
