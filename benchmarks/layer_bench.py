@@ -129,6 +129,35 @@ def _rippel_param_conv(s: Shape, b, dev):
     return SpectralParamConv2d(conv), (_real(b, s.cin, s.h, s.w, dev),)
 
 
+def _fno_layer(s: Shape, b, dev):
+    from methods.fno import FourierLayer
+    return FourierLayer(s.cin, s.cout, (s.h, s.w), modes=12), (_real(b, s.cin, s.h, s.w, dev),)
+
+
+def _gfnet_layer(s: Shape, b, dev):
+    from methods.gfnet import GlobalFilterConv
+    return GlobalFilterConv(s.cin, s.cout, (s.h, s.w)), (_real(b, s.cin, s.h, s.w, dev),)
+
+
+def _ffc_layer(s: Shape, b, dev):
+    from methods.ffc import FFC
+    ratio_gin = 0.0 if s.cin <= 3 else 0.5        # the network's first layer takes the image
+    return (FFC(s.cin, s.cout, s.k, (s.h, s.w), ratio_gin=ratio_gin, ratio_gout=0.5),
+            (_real(b, s.cin, s.h, s.w, dev),))
+
+
+def _realnode(tile: int):
+    def make(s: Shape, b, dev):
+        from methods.realnode import RealNodeConv2d
+        return RealNodeConv2d(s.cin, s.cout, s.k, tile=tile), (_real(b, s.cin, s.h, s.w, dev),)
+    return make
+
+
+def _hartley_conv(s: Shape, b, dev):
+    from methods.hartley import HartleyConv2d
+    return HartleyConv2d(s.cin, s.cout, s.k, (s.h, s.w)), (_real(b, s.cin, s.h, s.w, dev),)
+
+
 # Pools and activations act on a conv's output: cout channels on h x w maps.
 def _maxpool(s: Shape, b, dev):
     return nn.MaxPool2d(2), (_real(b, s.cout, s.h, s.w, dev),)
@@ -201,6 +230,18 @@ CASES: tuple[Case, ...] = (
     Case("conv", "fcnn-fourier-conv", "conv2d", _fcnn_conv, "methods.fcnn.FourierConv2d"),
     Case("conv", "rippel-spectral-param-conv", "conv2d", _rippel_param_conv,
          "methods.spectral.SpectralParamConv2d (Rippel spectral parameterization)"),
+    Case("conv", "fno-fourier-layer", "conv2d", _fno_layer,
+         "methods.fno.FourierLayer: SpectralConv2d (modes 12, clamped) + 1x1 bypass"),
+    Case("conv", "gfnet-global-filter", "conv2d", _gfnet_layer,
+         "methods.gfnet.GlobalFilterConv: 1x1 conv + full-size depthwise global filter"),
+    Case("conv", "ffc", "conv2d", _ffc_layer,
+         "methods.ffc.FFC, ratio_gout 0.5 (ratio_gin 0 on image inputs), no LFU"),
+    Case("conv", "realnode-f2", "conv2d", _realnode(2),
+         "methods.realnode.RealNodeConv2d, Winograd F(2x2, kxk), standard nodes"),
+    Case("conv", "realnode-f4", "conv2d", _realnode(4),
+         "methods.realnode.RealNodeConv2d, Winograd F(4x4, kxk), standard nodes"),
+    Case("conv", "hartley-conv", "conv2d", _hartley_conv,
+         "methods.hartley.HartleyConv2d: DHT convolution theorem, real matmuls, zero padding"),
     Case("pool", "maxpool2d", "maxpool2d", _maxpool, "nn.MaxPool2d(2)"),
     Case("pool", "avgpool2d", "avgpool2d", _avgpool, "nn.AvgPool2d(2)"),
     Case("pool", "cemnet-spectral-maxpool", "maxpool2d", _cemnet_pool,

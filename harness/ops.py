@@ -118,6 +118,7 @@ _DATA_MOVEMENT = {
     "select_copy", "alias_copy", "unbind_copy", "split_copy", "_unsafe_index",
     "_index_put_impl", "index_copy", "index_fill", "scatter_add", "diagonal_backward",
     "empty_permuted", "scalar_tensor", "_reshape_copy",
+    "unfold_backward",   # sums overlapping windows back: additions only
 }
 _COMPARISONS = {
     "eq", "ne", "lt", "le", "gt", "ge", "max", "min", "amax", "amin", "argmax", "argmin",

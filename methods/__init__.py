@@ -20,7 +20,12 @@ from harness.errors import UserError
 
 # Modules that register methods; imported on first use of the registry.
 _METHOD_MODULES = ("methods.cnn", "methods.cemnet", "methods.spectral", "methods.fcnn",
-                   "methods.dct", "methods.twosrelu")
+                   "methods.dct", "methods.twosrelu",
+                   "methods.fno",
+                   "methods.gfnet",
+                   "methods.ffc",
+                   "methods.realnode",
+                   "methods.hartley")
 
 _REGISTRY: dict[str, "MethodInfo"] = {}
 _loaded = False

@@ -38,8 +38,16 @@ def cnn_defaults(arch: str) -> dict:
     return {"dropout_conv": 0.1, "dropout_fc": 0.3}
 
 
-def conv_block(cin: int, cout: int, k: int, p: float) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, k, padding=k // 2), nn.BatchNorm2d(cout),
+def spatial_conv(cin: int, cout: int, k: int, size: tuple[int, int]) -> nn.Module:
+    """The baseline convolution: k x k, 'same' zero padding, with bias."""
+    return nn.Conv2d(cin, cout, k, padding=k // 2)
+
+
+def conv_block(cin: int, cout: int, k: int, p: float, conv=spatial_conv,
+               size: tuple[int, int] = (0, 0)) -> list[nn.Module]:
+    """conv -> BN -> LeakyReLU -> Dropout. `conv(cin, cout, k, size)` builds the convolution
+    (or the layer that replaces it; `size` is the H x W of the map it runs on)."""
+    return [conv(cin, cout, k, size), nn.BatchNorm2d(cout),
             nn.LeakyReLU(LEAKY_SLOPE), nn.Dropout(p)]
 
 
@@ -56,12 +64,12 @@ def pooled_size(n: int, pools: int, arch: str) -> int:
     return n
 
 
-def lenet5(input_shape, num_classes, dropout_conv, dropout_fc) -> nn.Sequential:
+def lenet5(input_shape, num_classes, dropout_conv, dropout_fc, conv=spatial_conv) -> nn.Sequential:
     c, h, w = input_shape
     flat = 16 * pooled_size(h, 2, "lenet5") * pooled_size(w, 2, "lenet5")
     return nn.Sequential(
-        *conv_block(c, 6, 5, dropout_conv), nn.MaxPool2d(2),
-        *conv_block(6, 16, 5, dropout_conv), nn.MaxPool2d(2),
+        *conv_block(c, 6, 5, dropout_conv, conv, (h, w)), nn.MaxPool2d(2),
+        *conv_block(6, 16, 5, dropout_conv, conv, (h // 2, w // 2)), nn.MaxPool2d(2),
         nn.Flatten(),
         *fc_block(flat, 120, dropout_fc),
         *fc_block(120, 84, dropout_fc),
@@ -69,22 +77,26 @@ def lenet5(input_shape, num_classes, dropout_conv, dropout_fc) -> nn.Sequential:
     )
 
 
-def vgg(arch, input_shape, num_classes, dropout_conv, dropout_fc) -> nn.Sequential:
+def vgg(arch, input_shape, num_classes, dropout_conv, dropout_fc, conv=spatial_conv
+        ) -> nn.Sequential:
     c, h, w = input_shape
+    pooled = pooled_size(h, 5, arch) * pooled_size(w, 5, arch)   # checked before any layer
     layers: list[nn.Module] = []
-    for cout, n_convs in zip(VGG_CHANNELS, VGG_CONVS[arch]):
+    for block, (cout, n_convs) in enumerate(zip(VGG_CHANNELS, VGG_CONVS[arch])):
         for _ in range(n_convs):
-            layers += conv_block(c, cout, 3, dropout_conv)
+            layers += conv_block(c, cout, 3, dropout_conv, conv, (h >> block, w >> block))
             c = cout
         layers.append(nn.MaxPool2d(2))
-    flat = c * pooled_size(h, 5, arch) * pooled_size(w, 5, arch)
+    flat = c * pooled
     return nn.Sequential(*layers, nn.Flatten(), *fc_block(flat, 512, dropout_fc),
                          nn.Linear(512, num_classes))
 
 
 @register("cnn", archs=ARCHS, defaults=cnn_defaults, default_arch=default_arch,
           description="spatial CNN baselines of the CEMNet paper (modified LeNet-5, VGG small/large)")
-def build_cnn(arch, input_shape, num_classes, dropout_conv, dropout_fc):
+def build_cnn(arch, input_shape, num_classes, dropout_conv, dropout_fc, conv=spatial_conv):
+    """The baseline `arch`; `conv(cin, cout, k, size)` builds each convolution, so spectral
+    methods get the same skeleton (BN, LeakyReLU, pooling, dropout, head) around their layer."""
     if arch == "lenet5":
-        return lenet5(input_shape, num_classes, dropout_conv, dropout_fc)
-    return vgg(arch, input_shape, num_classes, dropout_conv, dropout_fc)
+        return lenet5(input_shape, num_classes, dropout_conv, dropout_fc, conv)
+    return vgg(arch, input_shape, num_classes, dropout_conv, dropout_fc, conv)

@@ -16,6 +16,21 @@ def rand(*shape, seed=0, complex_=False) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
+# methods.cnn's networks, for methods that replace only their convolutions:
+# (cin, cout, k, map side) of each conv, and the parameters of everything else (BatchNorm
+# gamma/beta, FC weights and biases), from the layer sizes as in tests/test_cnn.py.
+CNN_CONVS = {
+    "lenet5": [(1, 6, 5, 28), (6, 16, 5, 14)],
+    "vgg-small": [(3, 64, 3, 32), (64, 128, 3, 16), (128, 256, 3, 8), (256, 512, 3, 4),
+                  (512, 512, 3, 2)],
+}
+CNN_SKELETON_PARAMS = {
+    "lenet5": 2 * (6 + 16) + (784 * 120 + 120 + 240) + (120 * 84 + 84 + 168) + 84 * 10 + 10,
+    "vgg-small": 2 * (64 + 128 + 256 + 512 + 512) + (512 * 512 + 512 + 1024) + 512 * 10 + 10,
+}
+CNN_SHAPES = {"lenet5": (1, 28, 28), "vgg-small": (3, 32, 32)}
+
+
 class InProcessExecutor:
     """submitit.LocalExecutor's interface, running each job in this process at submit."""
 
