@@ -36,6 +36,8 @@ def label(df: pd.DataFrame) -> pd.Series:
 
 def learning_curves(history: pd.DataFrame, dataset: str, out: Path) -> Path | None:
     """Validation accuracy per epoch, mean with a 95% bootstrap CI band over seeds."""
+    if "dataset" not in history:       # no readable history.csv at all
+        return None
     h = history[history["dataset"] == dataset]
     if h.empty or "val_acc" not in h:
         return None
