@@ -211,6 +211,30 @@ def test_force_keeps_the_old_record_and_resumes_from_staging(npz, reference, tmp
     rec = runner.execute(spec, results_dir=tmp_path, progress=False, force=True)
     assert rec["timing"]["sessions"] == 2 and store.read_record(d) == rec
     assert same(snapshot(d), reference["snap"]) and not (d / runner.STAGING).exists()
+    # a journal planted in the shared directory cannot make the swap delete other files
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (d / runner.STAGING).mkdir()
+    (d / runner.STAGING / runner.COMMIT).write_text(json.dumps({"remove": ["../../../../victim.txt"],
+                                                                "move": ["../x"]}))
+    runner.finish_swap(d)
+    assert victim.read_text() == "precious" and store.read_record(d) == rec
+
+
+def test_run_suite_goes_on_past_a_refused_run(npz, reference, tmp_path, capsys):
+    from harness.spec import load_suite
+
+    suite = write_suite(tmp_path / "pair.toml", npz, epochs=1)
+    first, second = load_suite(str(suite)).specs
+    results = tmp_path / "r"
+    d = store.run_dir(results, first)
+    d.mkdir(parents=True)
+    shutil.copy(reference["checkpoint"], d / "checkpoint.pt")    # a checkpoint of another spec
+    assert main(["run", "--suite", str(suite), "--results-dir", str(results), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "different spec" in err and err.strip().splitlines()[-1].startswith("error: 1 of 2 runs")
+    assert "Traceback" not in err
+    assert store.read_record(store.run_dir(results, second))["status"] == "complete"
 
 
 # ----------------------------------------------------------------------------- symlinks
@@ -604,7 +628,7 @@ def bad_inputs(npz, reference):
         ("epochs 0, no dataset", lambda t: N(t, "--epochs", "0"), None, "--epochs"),
         ("device tpu, no dataset", lambda t: N(t, "--device", "tpu"), None, "device"),
         ("mnist offline", lambda t: ["run", "--dataset", "mnist", "--data-dir", str(t / "d" / "new"),
-                                     "--results-dir", str(t / "r")], offline, "yann.lecun.com"),
+                                     "--results-dir", str(t / "r")], offline, "ossci-datasets"),
         # results directory
         ("results-dir ''", lambda t: R(t, results=""), None, "empty"),
         ("results-dir is a file", lambda t: R(t, results=str(_file(t / "f", b"x"))), None, "not a directory"),
