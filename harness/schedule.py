@@ -477,17 +477,22 @@ def job_folder(sdir: Path) -> Path:
     return folder
 
 
-def _log_error(log: str | None) -> str:
-    """The exception line of the last traceback in a job's text log ('' if none)."""
+def _log_tail(log: str | None) -> list[str]:
+    """The last 64 KiB of a job's text log as lines ([] if unreadable)."""
     if not log:
-        return ""
+        return []
     try:
         with open(log, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 65536))
-            lines = f.read().decode("utf-8", "replace").splitlines()
+            return f.read().decode("utf-8", "replace").splitlines()
     except OSError:
-        return ""
+        return []
+
+
+def _log_error(log: str | None) -> str:
+    """The exception line of the last traceback in a job's text log ('' if none)."""
+    lines = _log_tail(log)
     starts = [i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call last):")]
     if not starts:
         return ""
@@ -1217,6 +1222,9 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
             elif st == "CANCELLED":
                 row.state, row.detail = "cancelled", "cancelled" + (
                     f" ({info['reason']})" if info.get("reason") else "")
+            elif st == "COMPLETED" and rec is None and any(RUNNING_ELSEWHERE in ln for ln in _log_tail(row.log)):
+                # a duplicate task (two sweeps submitted the run): another job trains it
+                row.state, row.detail = "running", f"{RUNNING_ELSEWHERE}: job {row.job_id} found it locked"
             elif st in FAILED_STATES or st == "COMPLETED" or rec is not None:
                 why = failure_reason(d) or _log_error(row.log)
                 if not why:

@@ -755,3 +755,22 @@ def test_bad_inputs_one_line_exit_2_no_debris(npz, reference, tmp_path, capsys, 
           f"{tracebacks} tracebacks, {accepted} accepted")
     assert tried >= 40
     assert not problems, "\n".join(problems)
+
+
+def test_status_of_a_duplicate_slurm_task_that_found_its_run_locked(tmp_path, monkeypatch):
+    """Two SLURM sweeps at once submit a run twice; the task that finds it locked ends
+    COMPLETED without a record. status must not call that a failure."""
+    suite = _suite(tmp_path / "s.toml", SUITE_OK)
+    from harness.spec import load_suite
+    s = load_suite(str(suite))
+    sdir = schedule.suite_dir(tmp_path / "r", s)
+    sdir.mkdir(parents=True)
+    log = tmp_path / "5_0_0_log.out"
+    log.write_text(f"harness: run {s.specs[0].run_id} is running elsewhere (being trained by another "
+                   f"process); wait for it or stop it\n")
+    store.write_json(sdir / "manifest.json", {"submissions": [], "runs": {s.specs[0].run_id: {
+        "job_id": "5_0", "executor": "slurm", "log": str(log)}}})
+    monkeypatch.setattr(schedule, "job_states", lambda jobs, timeout: ({"5_0": {"state": "COMPLETED"}},
+                                                                       "sacct", []))
+    (row,) = schedule.suite_status(str(suite), results_dir=tmp_path / "r")["rows"]
+    assert row.state == "running" and "running elsewhere" in row.detail
