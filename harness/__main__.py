@@ -6,6 +6,8 @@ User mistakes print one line (no traceback) and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 
 from harness.errors import UserError
@@ -26,6 +28,7 @@ EPILOG = """examples:
 environment:
   SPECTRAL_BENCH_DATA     data directory (default ~/.cache/spectral-bench)
   SPECTRAL_BENCH_RESULTS  results directory (default ./results)
+  SPECTRAL_BENCH_JOBS     private folder for sweep's job files (default <suite dir>/logs)
 """
 
 
@@ -223,7 +226,7 @@ def cmd_list() -> None:
 
 
 def cmd_run(args) -> None:
-    from harness import data, runner
+    from harness import data, runner, store
     from harness.spec import load_suite, split_assignments
 
     sets = split_assignments(args.sets)
@@ -241,27 +244,39 @@ def cmd_run(args) -> None:
         suite = load_suite(args.suite, args.budget)
         print(f"suite {suite.name} (budget {suite.budget or '-'}): {len(suite.specs)} runs",
               file=sys.stderr)
-        failed = 0
+        failed, refused, elsewhere = 0, [], 0
         for i, spec in enumerate(suite.specs, 1):
             print(f"[{i}/{len(suite.specs)}] {spec.method}/{spec.arch} {spec.dataset} seed {spec.seed}",
                   file=sys.stderr)
             try:
                 print(runner.summary_line(runner.execute(spec, **common)))
-            except UserError:
-                raise
+            except runner.RunLocked as exc:   # another process trains it: not a failure
+                elsewhere += 1
+                print(f"skipped: {exc}", file=sys.stderr)
+            except UserError as exc:          # one line now, counted at the end; go on
+                refused.append(spec.run_id)
+                print(f"run {spec.run_id} refused: {exc}", file=sys.stderr)
             except Exception as exc:  # recorded as 'failed' in its result.json; go on
                 failed += 1
                 print(f"run {spec.run_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if failed:
-            raise UserError(f"{failed} of {len(suite.specs)} runs failed; their result.json "
-                            f"files hold the reasons (python -m harness status {args.suite})")
+        if elsewhere:
+            print(f"{elsewhere} run(s) running elsewhere were skipped", file=sys.stderr)
+        if failed or refused:
+            raise UserError(f"{failed + len(refused)} of {len(suite.specs)} runs did not finish "
+                            f"({failed} failed, {len(refused)} refused, reasons above); "
+                            f"python -m harness status {args.suite} shows them")
         return
+    if args.dataset is None:   # check everything else before MNIST is looked for (or downloaded)
+        runner.make_spec(args.method, args.arch, "synthetic", sets, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, subset=args.subset)
+        store.results_root(args.results_dir)
+        from harness.device import resolve_device
+        resolve_device(args.device)
     dataset = args.dataset or data.default_dataset(args.data_dir)
     spec = runner.make_spec(args.method, args.arch, dataset, sets, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             subset=args.subset, threads=args.threads)
     record = runner.execute(spec, **common)
-    from harness import store
     print(runner.summary_line(record))
     print(f"record: {store.run_dir(store.results_root(args.results_dir), spec) / 'result.json'}")
 
@@ -317,6 +332,23 @@ def cmd_status(args) -> None:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
+        code = _dispatch(args)
+        sys.stdout.flush()      # a closed pipe shows up here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # `status | head`: the reader went away. Point stdout at /dev/null so that the
+        # interpreter's final flush does not complain, and exit as SIGPIPE would.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass
+        return 141
+
+
+def _dispatch(args) -> int:
+    from harness.store import disk_error
+
+    try:
         if args.command == "list":
             cmd_list()
         elif args.command == "run":
@@ -337,6 +369,11 @@ def main(argv=None) -> int:
             return 2
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:   # disk full, read-only, a file where a folder belongs: one line
+        if isinstance(exc, BrokenPipeError) or disk_error(exc.filename or "", exc) is None:
+            raise
+        print(f"error: {disk_error(exc.filename or '', exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume from the last checkpoint",

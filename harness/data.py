@@ -140,9 +140,10 @@ def download(url: str, dest: Path, md5: str, timeout: float = 30.0) -> None:
     """Download `url` to `dest` with a progress bar; verify MD5; atomic rename."""
     from tqdm import tqdm
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_dirs(dest.parent)   # removed again unless the download succeeds
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     digest = hashlib.md5()
+    ok = False
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp, os.fdopen(fd, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
@@ -156,9 +157,29 @@ def download(url: str, dest: Path, md5: str, timeout: float = 30.0) -> None:
             raise UserError(f"checksum mismatch for {url}: got {digest.hexdigest()}, expected {md5}; "
                             f"retry, or place the official file in {dest.parent}")
         os.replace(tmp, dest)
+        ok = True
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        for d in [] if ok else reversed(created):   # a mistyped --data-dir is not left behind
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """mkdir -p `path`; the directories it created, outermost first."""
+    missing, p = [], Path(path)
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the data directory {path}: {exc.strerror or exc}; "
+                        f"pass a writable --data-dir") from None
+    return missing[::-1]
 
 
 def fetch_all(jobs: list[tuple[list[str], Path, str]], what: str, folder: Path) -> None:
@@ -173,7 +194,7 @@ def fetch_all(jobs: list[tuple[list[str], Path, str]], what: str, folder: Path) 
                 errors.append(f"{url}: {getattr(exc, 'reason', exc)}")  # try the next mirror
         else:
             raise UserError(f"{what} not found in {folder} and could not be downloaded "
-                            f"({errors[-1]}); place the files there or pass --data-dir")
+                            f"({'; '.join(errors)}); place the files there or pass --data-dir")
 
 
 # --------------------------------------------------------------------------- IDX (MNIST)
@@ -323,17 +344,23 @@ def load_cifar10(root: Path, download_ok: bool = True):
 
 def load_npz(path: str) -> dict[str, np.ndarray]:
     p = Path(path).expanduser()
-    if not p.exists():
+    if not p.is_file():
         raise UserError(f"dataset file {p} does not exist; pass an existing .npz path")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {p} as .npz ({exc})") from None
     need = ("x_train", "y_train", "x_test", "y_test")
-    missing = [k for k in need if k not in d]
+    try:
+        z = np.load(p, allow_pickle=False)
+        if not hasattr(z, "files"):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with z:
+            d = {k: z[k] for k in z.files if k in need}
+    except Exception as exc:  # noqa: BLE001 - empty, not a zip, bad member: one line, no traceback
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"cannot read {p} as .npz ({type(exc).__name__}: {msg}); an .npz dataset "
+                        f"holds arrays {', '.join(need)} (numpy.savez)") from None
+    missing = [k for k in need if not isinstance(d.get(k), np.ndarray)]
     if missing:
-        raise UserError(f"{p} lacks keys {missing}; an .npz dataset needs {', '.join(need)}")
+        raise UserError(f"{p} lacks keys {missing}; an .npz dataset needs {', '.join(need)} "
+                        f"(numpy.savez)")
     for k in ("x_train", "x_test"):
         x = d[k]
         if x.dtype != np.uint8:
@@ -353,6 +380,20 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         y = d[yk]
         if y.ndim != 1 or len(y) != len(d[xk]) or y.dtype.kind not in "iu" or (len(y) and y.min() < 0):
             raise UserError(f"{p}: {yk} must be {len(d[xk])} non-negative integer labels")
+        if not len(y):
+            raise UserError(f"{p}: {xk} holds no images; an .npz dataset needs training and test images")
+    # The class count is max label + 1, so every class 0..K-1 must occur in training: one
+    # stray label (say 5000) would otherwise make a 5001-class model without a word.
+    classes = np.unique(d["y_train"])
+    k = int(classes[-1]) + 1
+    if len(classes) != k:
+        gap = int(np.flatnonzero(classes != np.arange(len(classes)))[0])   # smallest missing class
+        raise UserError(f"{p}: y_train labels must be the classes 0..K-1, each with training images; "
+                        f"the largest label is {k - 1} but only {len(classes)} classes occur (none of "
+                        f"class {gap}); relabel them as 0..{len(classes) - 1}")
+    if int(d["y_test"].max()) >= k:
+        raise UserError(f"{p}: y_test has label {int(d['y_test'].max())}, but y_train only classes 0..{k - 1}; "
+                        f"relabel the test set or add training images of that class")
     if d["x_train"].shape[1:] != d["x_test"].shape[1:]:
         raise UserError(f"{p}: train images {d['x_train'].shape[1:]} and test images "
                         f"{d['x_test'].shape[1:]} differ in shape")

@@ -3,11 +3,20 @@
 The CLI, the local executor and SLURM jobs all call `execute`, so there is one way a
 run happens. A finished run (status complete or diverged) is returned as it is unless
 `force` is set; an interrupted run resumes from its checkpoint.
+
+`--force` never deletes a finished record before its replacement exists: the new run
+trains in the staging directory `<run dir>/.staging/` and, once its record is written
+there, `finish_swap` moves checkpoint, history and record into the run directory (the
+record last, so its presence still means "done"). The moves are journaled
+(`.staging/commit.json`), so a kill during the swap is completed by the next command
+that touches the run. An interrupted forced run resumes from the staging checkpoint
+when the same `--force` command is repeated.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -27,6 +36,15 @@ from harness.device import activate, resolve_device
 from harness.train import seed_everything, train
 
 
+STAGING = ".staging"          # where a --force run trains until it replaces the old record
+COMMIT = "commit.json"        # the swap's journal inside STAGING
+RUN_FILES = ("checkpoint.pt", "history.csv", "result.json")   # swap order: the record last
+
+
+class RunLocked(UserError):
+    """The run is being trained by another process: 'running elsewhere', not a failure."""
+
+
 def make_spec(method: str, arch: str | None, dataset: str, overrides: dict[str, str] | None = None,
               **train_args) -> RunSpec:
     """Resolve defaults (architecture, method options) into a complete RunSpec.
@@ -40,7 +58,7 @@ def make_spec(method: str, arch: str | None, dataset: str, overrides: dict[str, 
     datasets.check_name(dataset)
     if datasets.is_npz(dataset):  # the same file gives the same run id from any directory
         dataset = str(Path(dataset).expanduser().resolve())
-    shape, _ = datasets.dataset_shape(dataset)
+    shape, num_classes = datasets.dataset_shape(dataset)
     arch = methods.resolve_arch(method, arch, shape)
     overrides = dict(overrides or {})
     defaults = RunSpec(method=method, arch=arch, dataset=dataset)
@@ -51,7 +69,9 @@ def make_spec(method: str, arch: str | None, dataset: str, overrides: dict[str, 
             raise UserError(f"bad value for --set {key}: {exc}") from None
     hparams = methods.resolve_hparams(method, arch, overrides)
     train_args = {k: v for k, v in train_args.items() if v is not None}
-    return RunSpec(method=method, arch=arch, dataset=dataset, hparams=hparams, **train_args)
+    spec = RunSpec(method=method, arch=arch, dataset=dataset, hparams=hparams, **train_args)
+    methods.check_options(method, arch, hparams, shape, num_classes)
+    return spec
 
 
 def count_ops_safely(model, input_shape) -> dict:
@@ -81,55 +101,172 @@ def unreliable_note(record: dict) -> str:
 
 @contextmanager
 def run_lock(directory: Path):
-    """Hold an exclusive lock on a run directory, so two processes never train one run."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as f:
+    """Hold an exclusive lock on a run directory, so two processes never train one run.
+
+    `.lock` is opened with O_NOFOLLOW and without truncation (a planted link is refused,
+    never followed). Yields the directories created for it, so that a run refused before
+    it wrote anything can remove them again. Raises RunLocked when another process holds it.
+    """
+    directory = Path(directory)
+    if directory.is_symlink():
+        raise UserError(f"{directory} is a symbolic link; run directories must be real "
+                        f"directories: remove the link (rm {directory}) and run again")
+    created = store.make_dirs(directory)
+    lock = directory / ".lock"
+    for _ in range(10):
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = store.open_lock(lock)
+        except UserError:
+            store.remove_empty_dirs(created)
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"run {directory} is being trained by another process; "
-                            f"wait for it or stop it") from None
+            os.close(fd)
+            raise RunLocked(f"run {directory} is running elsewhere (being trained by another "
+                            f"process); wait for it or stop it") from None
+        mine = os.fstat(fd)
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            now = os.lstat(lock)
+        except FileNotFoundError:
+            now = None
+        if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            break
+        os.close(fd)        # the holder removed the lock file as we took it: take the new one
+    else:
+        raise RunLocked(f"run {directory}: its lock file keeps changing; another process is "
+                        f"working on it, try again later")
+    try:
+        yield created
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _remove_if_untouched(directory: Path, created: list[Path]) -> None:
+    """After a refused run: remove its directory again if it holds nothing but the lock.
+
+    Called while holding the lock, so no other process trains this run.
+    """
+    try:
+        names = set(os.listdir(directory))
+    except OSError:
+        return
+    if names - {".lock", STAGING}:
+        return
+    staging = directory / STAGING
+    if STAGING in names:
+        try:
+            os.rmdir(staging)       # only when empty: a staged checkpoint is kept for resuming
+        except OSError:
+            return
+    with_lock = directory / ".lock"
+    try:
+        with_lock.unlink()
+        os.rmdir(directory)
+    except OSError:
+        return
+    store.remove_empty_dirs([d for d in created if d != directory])
+
+
+def finish_swap(directory: Path) -> dict | None:
+    """Move a finished --force run from the staging directory into the run directory.
+
+    Returns the new record when a swap was (or had been half) done, else None. The
+    journal makes repeating the moves after a kill safe: files the new run does not have
+    (e.g. no checkpoint when it diverged in epoch 1) are removed from the run directory,
+    decided once, before the first move.
+    """
+    staging = Path(directory) / STAGING
+    if staging.is_symlink() or not staging.is_dir():
+        return None
+    journal = staging / COMMIT
+    if journal.exists():
+        plan = store.read_json(journal, "swap journal", f"delete {staging} to discard the --force run")
+        if not isinstance(plan, dict):
+            raise UserError(f"swap journal {journal} is not a journal; delete {staging} to discard "
+                            f"the --force run")
+        # only our own file names: the journal lies in a shared directory
+        plan = {k: [n for n in plan.get(k) or () if n in RUN_FILES] for k in ("move", "remove")}
+    else:
+        rec = store.read_record(staging)
+        if rec is None or rec.get("status") not in store.FINISHED:
+            return None
+        plan = {"move": [n for n in RUN_FILES if (staging / n).exists()],
+                "remove": [n for n in RUN_FILES if not (staging / n).exists()]}
+        store.write_json(journal, plan)
+    for name in plan["remove"]:
+        (Path(directory) / name).unlink(missing_ok=True)
+    for name in plan["move"]:
+        if (staging / name).exists():
+            os.replace(staging / name, Path(directory) / name)
+    journal.unlink(missing_ok=True)
+    store.remove_orphans(staging)
+    try:
+        os.rmdir(staging)
+    except OSError:
+        pass
+    return store.read_record(directory)
 
 
 def execute(spec: RunSpec, *, data_dir=None, results_dir=None, device: str | None = "auto",
             force: bool = False, progress: bool = True, stop_after: int | None = None,
-            should_stop=None, threads: int | None = None) -> dict | None:
+            should_stop=None, on_start=None, threads: int | None = None) -> dict | None:
     """Run `spec` to completion (or resume it) and return its record.
 
     Returns None when the call stopped early (stop_after/should_stop), leaving a
-    checkpoint to resume from. The run uses spec.threads CPU threads, or for auto (0)
-    `threads` (a local sweep's share of the cores), else the cores this process may use.
+    checkpoint to resume from. `on_start()` is called once the run is locked and will
+    train (not for a finished run, nor one that runs elsewhere). Raises RunLocked when
+    another process trains the run. The run uses spec.threads CPU threads, or for auto
+    (0) `threads` (a local sweep's share of the cores), else the cores this process may use.
     """
     with pinned_threads(spec.threads or threads or default_threads()):
         return _execute(spec, data_dir=data_dir, results_dir=results_dir, device=device, force=force,
-                        progress=progress, stop_after=stop_after, should_stop=should_stop)
+                        progress=progress, stop_after=stop_after, should_stop=should_stop,
+                        on_start=on_start)
 
 
-def _execute(spec, *, data_dir, results_dir, device, force, progress, stop_after, should_stop):
-    directory = store.run_dir(store.results_root(results_dir), spec)
+def _execute(spec, *, data_dir, results_dir, device, force, progress, stop_after, should_stop,
+             on_start) -> dict | None:
+    root = store.results_root(results_dir)
+    directory = store.run_dir(root, spec)
+    store.check_no_symlinks(root, directory)
     if not force and store.is_finished(directory):
         print(f"already done: {directory} (pass --force to run again)", file=sys.stderr)
         return store.read_record(directory)
-    with run_lock(directory):
-        return _execute_locked(spec, directory, data_dir=data_dir, device=device, force=force,
-                               progress=progress, stop_after=stop_after, should_stop=should_stop)
+    dev = resolve_device(device)          # refused before any directory is created
+    with run_lock(directory) as created:
+        try:
+            return _execute_locked(spec, directory, data_dir=data_dir, dev=dev, force=force,
+                                   progress=progress, stop_after=stop_after,
+                                   should_stop=should_stop, on_start=on_start)
+        except BaseException:
+            _remove_if_untouched(directory, created)
+            raise
 
 
-def _execute_locked(spec, directory, *, data_dir, device, force, progress, stop_after,
-                    should_stop) -> dict | None:
-    if force:
-        for name in ("result.json", "history.csv", "checkpoint.pt"):
-            (directory / name).unlink(missing_ok=True)
+def _execute_locked(spec, directory, *, data_dir, dev, force, progress, stop_after,
+                    should_stop, on_start) -> dict | None:
+    store.remove_orphans(directory)        # temporary files of a killed writer
+    staging = directory / STAGING
+    if staging.is_symlink() or (os.path.lexists(staging) and not staging.is_dir()):
+        raise UserError(f"{staging} is not a directory; remove it and run again")
+    swapped = finish_swap(directory)
+    if swapped is not None:
+        print(f"completed the interrupted swap of a --force run: {directory}", file=sys.stderr)
+        return swapped
+    if force and (staging.exists() or any((directory / n).exists() for n in RUN_FILES)):
+        work = staging         # the old record stays until the new one is complete
+        store.make_dirs(staging)
+        store.remove_orphans(staging)
     elif store.is_finished(directory):
         record = store.read_record(directory)
         print(f"already done: {directory} (pass --force to run again)", file=sys.stderr)
         return record
-    dev = resolve_device(device)
-    precision = activate(dev, spec.precision)   # before the model is built and counted
+    else:
+        work = directory
+    if on_start is not None:
+        on_start()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     data = datasets.load(spec.dataset, data_dir, val_size=spec.val_size, subset=spec.subset or None)
@@ -138,6 +275,11 @@ def _execute_locked(spec, directory, *, data_dir, device, force, progress, stop_
         print(f"notice: --subset {spec.subset}: training on {len(data.y_train):,} images, validating "
               f"on {len(data.y_val):,} and testing on {len(data.y_test):,} (N/5); the numbers are not "
               f"comparable with full-data runs", file=sys.stderr)
+    if spec.batch_size > len(data.y_train):
+        raise UserError(f"--batch-size {spec.batch_size} is larger than the {len(data.y_train)} "
+                        f"training images; use --batch-size {len(data.y_train)} or less "
+                        f"(or a larger --subset)")
+    precision = activate(dev, spec.precision)   # before the model is built and counted
     seed_everything(spec.seed)
     model = methods.build(spec, data.input_shape, data.num_classes)
     info = methods.get(spec.method)
@@ -150,9 +292,8 @@ def _execute_locked(spec, directory, *, data_dir, device, force, progress, stop_
         "ops": count_ops_safely(model, data.input_shape),
         "environment": {**environment(dev), "precision": precision},
     }
-    directory.mkdir(parents=True, exist_ok=True)
     try:
-        res = train(model, data, spec, dev, directory, progress=progress,
+        res = train(model, data, spec, dev, work, progress=progress,
                     stop_after=stop_after, should_stop=should_stop)
     except (KeyboardInterrupt, UserError):
         raise
@@ -160,7 +301,7 @@ def _execute_locked(spec, directory, *, data_dir, device, force, progress, stop_
         record.update(status=store.STATUS_FAILED, reason=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(),
                       finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        store.write_json(directory / "result.json", record)
+        store.write_json(work / "result.json", record)   # staged for --force: the old record stays
         raise
     if res.status == "interrupted":
         return None
@@ -182,6 +323,8 @@ def _execute_locked(spec, directory, *, data_dir, device, force, progress, stop_
     if res.status == "diverged":
         record.update(reason=f"non-finite training loss in epoch {res.diverged_epoch}",
                       diverged_epoch=res.diverged_epoch)
-    store.write_csv(directory / "history.csv", hist)
-    store.write_json(directory / "result.json", record)   # last: its presence means "done"
+    store.write_csv(work / "history.csv", hist)
+    store.write_json(work / "result.json", record)   # last: its presence means "done"
+    if work != directory:
+        finish_swap(directory)
     return record

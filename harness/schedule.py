@@ -26,23 +26,36 @@ the suite goes on.
 
 Manifest: `<results>/_suites/<suite>-<budget>/manifest.json` maps job ids to run ids
 per submission, with the submission time, command, SLURM parameters and the code
-version (git SHA, dirty flag; the dirty diff next to it). Logs are in `logs/` there.
+version (git SHA, dirty flag; the dirty diff next to it).
+
+Job files: submitit's pickles are code (unpickling one runs what it names), so they
+live in a folder only the submitting user can change: `logs/` in the suite directory,
+mode 0700, or `$SPECTRAL_BENCH_JOBS/<suite>-<hash>/`. `job_folder` refuses a folder
+that anyone else could replace (a directory on its path, from /, that another user
+owns, or that is group/world-writable without the sticky bit). The task logs are there
+too; `status` reads them as text and never unpickles anything.
 
 Status: manifest + SLURM job states + run records. Job states come from `sacct`; when
 sacct is absent, fails (no accounting) or times out, from `squeue --states=all`; when
-that fails too, from the result files alone. Every SLURM command has a timeout.
+that fails too, from the result files and the job logs. Every SLURM command has a timeout.
+
+Concurrent sweeps of one suite: a run that another process trains (its run lock is
+held) is reported as "running elsewhere" and skipped; it is not a failure.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import getpass
+import hashlib
 import io
 import json
 import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -64,6 +77,8 @@ REPO = Path(__file__).resolve().parent.parent
 SUITES_DIR = "_suites"
 MANIFEST = "manifest.json"
 ATTEMPTS = "attempts.jsonl"     # per run directory: one line per job start and end
+JOBS_ENV = "SPECTRAL_BENCH_JOBS"   # a private folder for job files instead of <suite dir>/logs
+RUNNING_ELSEWHERE = "running elsewhere"   # a job's status when another process trains its run
 CMD_TIMEOUT_S = 15.0            # every sacct/squeue/scontrol call
 DEFAULT_MAX_ARRAY_SIZE = 1001   # SLURM's default, used when scontrol cannot tell
 
@@ -233,21 +248,32 @@ def _job_ids() -> dict[str, str]:
 
 def append_attempt(run_directory: Path, entry: dict) -> None:
     """One JSON line in <run dir>/attempts.jsonl (only this run's job writes there)."""
-    run_directory.mkdir(parents=True, exist_ok=True)
-    with open(run_directory / ATTEMPTS, "a") as f:
-        f.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
+    store.make_dirs(run_directory)
+    path = run_directory / ATTEMPTS
+    try:   # never through a planted link: that would append to someone else's file
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{path} is a symbolic link; remove it (rm {path}) and run again") from None
+        raise (store.disk_error(path, exc) or exc) from None
+    with os.fdopen(fd, "a") as f:
+        f.write(json.dumps(store.strict(entry), sort_keys=True, default=str) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
 def read_attempts(run_directory: Path) -> list[dict]:
     path = Path(run_directory) / ATTEMPTS
-    if not path.exists():
+    try:
+        text = path.read_bytes().decode("utf-8", "replace")
+    except OSError:
         return []
     out = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            out.append(json.loads(line))
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict):
+                out.append(entry)
     return out
 
 
@@ -276,20 +302,23 @@ class RunJob(submitit.helpers.Checkpointable):
         s = RunSpec.from_dict(spec)
         directory = store.run_dir(Path(self.results_dir), s)
         ids = _job_ids()
-        n = sum(a.get("event") == "start" for a in read_attempts(directory)) + 1
-        print(f"harness: run {s.run_id} ({s.method}/{s.arch} on {s.dataset}, seed {s.seed}, "
-              f"{s.epochs} epochs), attempt {n}, results in {directory}", file=sys.stderr, flush=True)
-        append_attempt(directory, {"event": "start", "t": time.time(), "host": socket.gethostname(),
-                                   "pid": os.getpid(), **ids})
         stop = threading.Event()
         box: dict[str, Any] = {}
+
+        def on_start():   # the run is locked and will train: this is an attempt
+            n = sum(a.get("event") == "start" for a in read_attempts(directory)) + 1
+            print(f"harness: run {s.run_id} ({s.method}/{s.arch} on {s.dataset}, seed {s.seed}, "
+                  f"{s.epochs} epochs), attempt {n}, results in {directory}", file=sys.stderr, flush=True)
+            append_attempt(directory, {"event": "start", "t": time.time(), "host": socket.gethostname(),
+                                       "pid": os.getpid(), **ids})
+            box["started"] = True
 
         def work():
             from harness.runner import execute
             try:
                 box["record"] = execute(s, data_dir=self.data_dir, results_dir=self.results_dir,
                                         device=self.device, progress=True, should_stop=stop.is_set,
-                                        threads=getattr(self, "threads", None))
+                                        on_start=on_start, threads=getattr(self, "threads", None))
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 box["error"], box["traceback"] = exc, traceback.format_exc()
 
@@ -303,6 +332,10 @@ class RunJob(submitit.helpers.Checkpointable):
                 worker.join(0.25)   # the main thread stays free to run signal handlers
             if "error" in box:
                 exc = box["error"]
+                from harness.runner import RunLocked
+                if isinstance(exc, RunLocked):   # not an attempt of ours, not a failure
+                    print(f"harness: {exc}", file=sys.stderr, flush=True)
+                    return {"run_id": s.run_id, "status": RUNNING_ELSEWHERE, "run_dir": str(directory)}
                 outcome, error = "failed", f"{type(exc).__name__}: {exc}"
                 print(box["traceback"], file=sys.stderr, flush=True)
                 raise exc
@@ -316,8 +349,9 @@ class RunJob(submitit.helpers.Checkpointable):
         finally:
             if self._rt_requeued:   # submitit's handler exits right after checkpoint() returns
                 outcome = "requeued"
-            append_attempt(directory, {"event": "end", "t": time.time(), "outcome": outcome,
-                                       "error": error, **ids})
+            if box.get("started") or error:
+                append_attempt(directory, {"event": "end", "t": time.time(), "outcome": outcome,
+                                           "error": error, **ids})
 
     def checkpoint(self, spec: dict) -> submitit.helpers.DelayedSubmission:
         """Called by submitit's USR2 handler: stop at the next epoch boundary, then requeue."""
@@ -345,25 +379,127 @@ def suite_dir(root: Path, suite) -> Path:
 
 
 def read_manifest(directory: Path) -> dict:
+    """The suite's manifest ({"submissions": [], "runs": {}} when none); one line if unreadable."""
     path = Path(directory) / MANIFEST
-    if not path.exists():
+    fix = "move it aside (run records are not affected; the next sweep starts a new manifest)"
+    try:
+        manifest = store.read_json(path, "suite manifest", fix)
+    except (FileNotFoundError, NotADirectoryError):
         return {"submissions": [], "runs": {}}
-    with open(path) as f:
-        return json.load(f)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("submissions"), list) \
+            or not isinstance(manifest.get("runs"), dict) \
+            or not all(isinstance(t, dict) for t in manifest["runs"].values()):
+        raise UserError(f"suite manifest {path} is not a manifest (needs 'submissions' and 'runs'); {fix}")
+    return manifest
 
 
 @contextlib.contextmanager
 def _locked(directory: Path):
-    """An advisory lock on the suite directory (two sweeps of one suite at once)."""
+    """An advisory lock on the suite directory (two sweeps of one suite at once).
+
+    Also removes the temporary files of a manifest write that was killed (no writer is
+    alive while we hold the lock).
+    """
     import fcntl
 
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as f:
+    store.make_dirs(directory)
+    fd = store.open_lock(directory / ".lock")
+    try:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:
             pass    # some network filesystems refuse locks; go on without
+        store.remove_orphans(directory)
         yield
+    finally:
+        os.close(fd)
+
+
+def unsafe_directory(path: Path, _depth: int = 0) -> Path | None:
+    """The first directory on `path` (from /) that a user other than you (or root) can change.
+
+    Such a directory lets that user rename the folder below it away and put their own
+    in its place. Safe: owned by you or root, and not group/world-writable unless sticky
+    (like /tmp). The folder itself must be yours and private (0700). Links are followed,
+    and the directories holding them are checked too. POSIX ACLs are not considered.
+    """
+    uid = os.getuid()
+    p = Path(os.path.abspath(path))
+    cur = Path(p.anchor)
+    parts = p.parts[1:]
+    for i, part in enumerate(parts):
+        st = os.stat(cur)
+        if st.st_uid not in (uid, 0) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+            return cur
+        nxt = cur / part
+        if nxt.is_symlink():
+            if _depth > 20:
+                return nxt
+            return unsafe_directory(Path(os.path.realpath(nxt)).joinpath(*parts[i + 1:]), _depth + 1)
+        cur = nxt
+    st = os.lstat(cur)
+    if st.st_uid != uid or st.st_mode & 0o077 or not stat.S_ISDIR(st.st_mode):
+        return cur
+    return None
+
+
+def job_folder(sdir: Path) -> Path:
+    """A folder for submitit's files (pickles, sbatch scripts, job logs) that only you can change.
+
+    `<suite dir>/logs` (0700), or with $SPECTRAL_BENCH_JOBS set, a folder for this suite
+    below it. A folder on a path someone else can change is refused with the fix.
+    """
+    base = os.environ.get(JOBS_ENV)
+    if base:
+        key = hashlib.sha256(str(Path(sdir).resolve()).encode()).hexdigest()[:8]
+        folder = Path(base).expanduser() / f"{Path(sdir).name}-{key}"
+    else:
+        folder = Path(sdir) / "logs"
+    store.make_dirs(folder.parent)
+    if folder.is_symlink():
+        raise UserError(f"job folder {folder} is a symbolic link; remove it (rm {folder}) and run again")
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise (store.disk_error(folder, exc) or exc) from None
+    st = os.lstat(folder)
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077:
+        os.chmod(folder, 0o700)     # made by an earlier version with the umask's mode
+    bad = unsafe_directory(folder)
+    if bad is not None:
+        who = "belongs to another user or is not a private directory" if bad == folder else \
+            "can be changed by other users"
+        raise UserError(f"job folder {folder} is not private: {bad} {who}, so submitit's pickles "
+                        f"(which run code when loaded) could be replaced; set {JOBS_ENV} to a "
+                        f"directory only you can write (on a file system the nodes see)")
+    return folder
+
+
+def _log_tail(log: str | None) -> list[str]:
+    """The last 64 KiB of a job's text log as lines ([] if unreadable)."""
+    if not log:
+        return []
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            return f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+
+
+def _log_error(log: str | None) -> str:
+    """The exception line of the last traceback in a job's text log ('' if none)."""
+    lines = _log_tail(log)
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call last):")]
+    if not starts:
+        return ""
+    for line in lines[starts[-1] + 1:]:
+        if line.strip() and not line[0].isspace():
+            return line.strip()[:300]
+    return ""
 
 
 def code_version() -> tuple[dict, str]:
@@ -705,7 +841,7 @@ def submit_slurm(suite, rows: list[PlanRow], root: Path, opts: SlurmOptions, dat
     else:
         max_size, size_source = read_max_array_size()
     sdir = suite_dir(root, suite)
-    folder = sdir / "logs" / "%j"
+    folder = job_folder(sdir) / "%j"
     job = RunJob(str(Path(root).resolve()), None if data_dir is None else str(Path(data_dir).resolve()),
                  device, opts.grace_s)
     ex = slurm_executor(folder, opts, f"harness-{store.slug(suite.name)}")
@@ -714,10 +850,12 @@ def submit_slurm(suite, rows: list[PlanRow], root: Path, opts: SlurmOptions, dat
     chunks = chunked(rows, max_size)
     for chunk in chunks:
         err = io.StringIO()
+        before = set(os.listdir(folder.parent))
         try:
             with _clean_slurm_env(), contextlib.redirect_stderr(err):
                 jobs = ex.map_array(job, [r.spec.to_dict() for r in chunk])
         except Exception as exc:  # noqa: BLE001 - sbatch's message, on one line
+            _remove_submission_leftovers(folder.parent, before)
             text = str(exc).strip() or err.getvalue().strip()
             msg = "; ".join(ln.strip().removeprefix("sbatch: error: ") for ln in text.splitlines() if ln.strip())
             done = f" ({len(tasks)} runs in {len(arrays)} earlier arrays were submitted)" if tasks else \
@@ -740,6 +878,15 @@ def submit_slurm(suite, rows: list[PlanRow], root: Path, opts: SlurmOptions, dat
     out(f"manifest: {sdir / MANIFEST}")
     out(f"logs:     {sdir / 'logs'}/<job id>/")
     return entry
+
+
+def _remove_submission_leftovers(folder: Path, before: set[str]) -> None:
+    """Delete what submitit wrote for a refused sbatch: its pickles and script (new names only)."""
+    pattern = re.compile(r"(\.submission_file_[0-9a-f]{32}\.sh|[0-9a-f]{32}\.pkl)")
+    for name in set(os.listdir(folder)) - before:
+        if pattern.fullmatch(name):
+            with contextlib.suppress(OSError):
+                os.unlink(folder / name)
 
 
 def _params_record(opts: SlurmOptions, max_size: int) -> dict:
@@ -779,16 +926,7 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
     set to it). A failed run is recorded (manifest, attempts, its log) and the suite goes
     on. Returns {"done": [...], "failed": [(run_id, reason, log)], ...}.
     """
-    devices = list(devices or default_devices())
-    for d in devices:
-        if not re.fullmatch(r"cpu|cuda:\d+", d):
-            raise UserError(f"--devices: unknown device {d!r}; use cpu or cuda:N, comma separated "
-                            f"(e.g. --devices cuda:0,cuda:1)")
-        if d.startswith("cuda:"):
-            resolve_device(d)   # CUDA present and the index exists: one line now, not N failed jobs
-    max_parallel = max_parallel or len(devices)
-    if max_parallel < 1:
-        raise UserError(f"--max-parallel must be >= 1, got {max_parallel}")
+    devices, max_parallel = local_slots(devices, max_parallel)
     # the runs share this machine's cores: each gets its part (specs with threads auto)
     threads = default_threads(max_parallel)
     gpus = [d for d in devices if d.startswith("cuda")]
@@ -801,7 +939,7 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
     else:
         out(f"{max_parallel} run(s) at once, {threads} CPU thread(s) each (threads auto)")
     sdir = suite_dir(root, suite)
-    folder = sdir / "logs" / "%j"
+    folder = job_folder(sdir) / "%j"
     executor = submitit.LocalExecutor(folder=folder)
     executor.update_parameters(timeout_min=timeout_min, stderr_to_stdout=True,
                                setup=[f"export PYTHONPATH={REPO}${{PYTHONPATH:+:$PYTHONPATH}}"])
@@ -810,7 +948,7 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
     total = len(pending)
     free_slots = list(range(max_parallel))
     running: dict[int, tuple[Any, Any]] = {}   # slot -> (job, spec)
-    result: dict[str, list] = {"done": [], "diverged": [], "failed": []}
+    result: dict[str, list] = {"done": [], "diverged": [], "failed": [], "elsewhere": []}
     started = 0
     record_submission(sdir, suite, "local", [], {"max_parallel": max_parallel, "devices": devices,
                                                "threads_per_run": threads}, [],
@@ -857,6 +995,11 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
                     out(f"FAILED {spec.run_id}: {reason} (log: {log})")
                     continue
                 status = res.get("status") if isinstance(res, dict) else None
+                if status == RUNNING_ELSEWHERE:   # another sweep trains it: skipped, not failed
+                    result["elsewhere"].append(spec.run_id)
+                    update_task(sdir, spec.run_id, outcome=RUNNING_ELSEWHERE)
+                    out(f"{RUNNING_ELSEWHERE} {spec.run_id}: another process trains it; skipped")
+                    continue
                 key = "done" if status == store.STATUS_COMPLETE else (
                     "diverged" if status == store.STATUS_DIVERGED else "failed")
                 if key == "failed":
@@ -874,12 +1017,32 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
             with contextlib.suppress(Exception):
                 job.cancel()
         raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)    # submitit's local controller creates the literal '%j' folder
     return result
+
+
+def local_slots(devices: list[str] | None, max_parallel: int | None) -> tuple[list[str], int]:
+    """Validated devices and concurrency of the local executor (default: one run per device)."""
+    devices = list(devices or default_devices())
+    for d in devices:
+        if not re.fullmatch(r"cpu|cuda:\d+", d):
+            raise UserError(f"--devices: unknown device {d!r}; use cpu or cuda:N, comma separated "
+                            f"(e.g. --devices cuda:0,cuda:1)")
+        if d.startswith("cuda:"):
+            resolve_device(d)   # CUDA present and the index exists: one line now, not N failed jobs
+    if max_parallel is not None and (isinstance(max_parallel, bool) or max_parallel < 1):
+        raise UserError(f"--max-parallel must be >= 1, got {max_parallel}")
+    return devices, max_parallel or len(devices)
 
 
 def failure_reason(run_directory: Path, exc: BaseException | None = None) -> str:
     """One line: the record's reason, else the job's own account, else the exception."""
-    rec = store.read_record(run_directory)
+    try:
+        rec = store.read_record(run_directory)
+    except UserError as exc:
+        return str(exc)
     if rec and rec.get("status") == store.STATUS_FAILED and rec.get("reason"):
         return str(rec["reason"])
     for a in reversed(read_attempts(run_directory)):
@@ -904,6 +1067,8 @@ def sweep(suite_path: str, *, budget: str | None = None, executor: str = "slurm"
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device or "auto"):
         # checked by name only: the submitting host (a login node) may have no GPU
         raise UserError(f"--device: unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    if executor == "local":
+        devices, max_parallel = local_slots(devices, max_parallel)
     suite = load_suite(suite_path, budget)
     opts = slurm_options(read_suite_tables(suite_path), slurm, where=f"{suite_path}: slurm")
     root = store.results_root(results_dir)
@@ -957,7 +1122,8 @@ def sweep(suite_path: str, *, budget: str | None = None, executor: str = "slurm"
         res = run_local(suite, [r.spec for r in todo], root, max_parallel=max_parallel, devices=devices,
                         data_dir=data_dir, out=out)
         summary["local"] = res
-        out(f"local: {len(res['done'])} done, {len(res['diverged'])} diverged, {len(res['failed'])} failed")
+        out(f"local: {len(res['done'])} done, {len(res['diverged'])} diverged, {len(res['failed'])} failed"
+            + (f", {len(res['elsewhere'])} {RUNNING_ELSEWHERE} (skipped)" if res["elsewhere"] else ""))
         for run_id, reason, log in res["failed"]:
             out(f"  failed {run_id}: {reason}  (log: {log})")
     return summary
@@ -984,23 +1150,12 @@ class StatusRow:
 STATE_ORDER = ("done", "diverged", "running", "pending", "failed", "cancelled", "unknown", "not submitted")
 
 
-def _result_pickle_error(folder: str | None, job_id: str | None) -> str:
-    """The last line of the traceback submitit stored for a failed job ('' if none)."""
-    if not folder or not job_id:
-        return ""
-    path = submitit.core.utils.JobPaths(folder, job_id=job_id).result_pickle
-    if not path.exists():
-        return ""
-    try:
-        import pickle
-        with open(path, "rb") as f:
-            kind, payload = pickle.load(f)
-    except Exception:  # noqa: BLE001 - an unreadable pickle is no reason to fail status
-        return ""
-    if kind != "error":
-        return ""
-    lines = [ln for ln in str(payload).strip().splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else ""
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _pid_alive(pid: str | None) -> bool:
@@ -1033,9 +1188,14 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
     for s in specs:
         d = store.run_dir(root, s)
         task = manifest["runs"].get(s.run_id)
-        rec = store.read_record(d)
         row = StatusRow(run_id=s.run_id, spec=describe_spec(s, keys), seed=s.seed, state="unknown",
                         run_dir=str(d))
+        try:
+            rec = store.read_record(d)
+        except UserError as exc:   # shown in its row; the other runs still get a status
+            row.detail = str(exc)
+            rows.append(row)
+            continue
         if task:
             row.job_id, row.log = task.get("job_id"), task.get("log")
         info = states.get(row.job_id, {}) if task and task.get("executor") == "slurm" else {}
@@ -1043,21 +1203,29 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
         attempts = read_attempts(d)
         if rec is not None and rec.get("status") in store.FINISHED:
             row.state = "done" if rec["status"] == store.STATUS_COMPLETE else "diverged"
-            m, t = rec.get("metrics", {}), rec.get("timing", {})
+            m, t = _dict(rec.get("metrics")), _dict(rec.get("timing"))
             if rec["status"] == store.STATUS_COMPLETE:
-                row.detail = (f"test acc {100 * m.get('test_acc', float('nan')):.2f}%, "
-                              f"{m.get('epochs_done')}/{rec.get('spec', {}).get('epochs')} epochs, train {t.get('train_s', 0):.1f}s"
-                              + (f", {t.get('sessions')} sessions" if t.get("sessions", 1) > 1 else ""))
+                acc, train_s, sessions = m.get("test_acc"), t.get("train_s"), t.get("sessions")
+                parts = [f"test acc {100 * acc:.2f}%" if _number(acc) else "no test accuracy in the record",
+                         f"{m.get('epochs_done')}/{_dict(rec.get('spec')).get('epochs')} epochs"]
+                if _number(train_s):
+                    parts.append(f"train {train_s:.1f}s")
+                if _number(sessions) and sessions > 1:
+                    parts.append(f"{sessions} sessions")
+                row.detail = ", ".join(parts)
             else:
-                row.detail = rec.get("reason", "")
+                row.detail = str(rec.get("reason", ""))
         elif task is None:
             row.state = "not submitted"
         elif task.get("executor") == "local":
             last = attempts[-1] if attempts else None
-            if last and last.get("event") == "start" and _pid_alive(task.get("job_id")):
+            here = last is not None and last.get("host") == socket.gethostname()
+            if last and last.get("event") == "start" and (_pid_alive(task.get("job_id"))
+                                                          or (here and _pid_alive(last.get("pid")))):
                 row.state = "running"
             elif task.get("outcome") == "failed" or rec is not None:
-                row.state, row.detail = "failed", task.get("reason") or failure_reason(d)
+                row.state, row.detail = "failed", task.get("reason") or failure_reason(d) \
+                    or _log_error(row.log)
             else:
                 row.state, row.detail = "unknown", "local job ended without a result (interrupted?)"
         else:
@@ -1075,8 +1243,11 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
             elif st == "CANCELLED":
                 row.state, row.detail = "cancelled", "cancelled" + (
                     f" ({info['reason']})" if info.get("reason") else "")
+            elif st == "COMPLETED" and rec is None and any(RUNNING_ELSEWHERE in ln for ln in _log_tail(row.log)):
+                # a duplicate task (two sweeps submitted the run): another job trains it
+                row.state, row.detail = "running", f"{RUNNING_ELSEWHERE}: job {row.job_id} found it locked"
             elif st in FAILED_STATES or st == "COMPLETED" or rec is not None:
-                why = failure_reason(d) or _result_pickle_error(task.get("folder"), row.job_id)
+                why = failure_reason(d) or _log_error(row.log)
                 if not why:
                     why = (f"SLURM state {st}" + (f", exit code {info['exit_code']}" if info.get("exit_code")
                                                   else "")) if st else "no result"
@@ -1086,7 +1257,7 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
                     why = f"{st}: {why}"
                 row.state, row.detail = "failed", why
             else:
-                why = _result_pickle_error(task.get("folder"), row.job_id) or failure_reason(d)
+                why = failure_reason(d) or _log_error(row.log)
                 if why:
                     row.state, row.detail = "failed", why
                 else:

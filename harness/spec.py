@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,10 @@ TRAIN_KEYS = (
 )
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
+MAX_SEED = 2**63 - 1          # torch seeds are 64-bit; larger or negative values would alias
+
+# Training keys that must be >= 0 (all floats must also be finite).
+NON_NEGATIVE = ("momentum", "weight_decay", "lr_min", "warmup_epochs", "clip_norm")
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,11 @@ class RunSpec:
         # Canonical types, so that lr=1 and lr=1.0 give the same run id
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.type == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if f.type == "float":
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise UserError(f"{f.name} must be a number, got {value!r}")
+                if not math.isfinite(value):
+                    raise UserError(f"{f.name} must be a finite number, got {value!r}")
                 object.__setattr__(self, f.name, float(value))
             elif f.type == "int":
                 if isinstance(value, bool) or not isinstance(value, int):
@@ -62,12 +71,21 @@ class RunSpec:
                         object.__setattr__(self, f.name, int(value))
                     else:
                         raise UserError(f"{f.name} must be a whole number, got {value!r}")
+            elif f.type == "str" and not isinstance(value, str):
+                raise UserError(f"{f.name} must be a string, got {value!r}")
+        if not isinstance(self.hparams, dict):
+            raise UserError(f"hparams must be a table of method options, got {self.hparams!r}")
         if self.epochs < 1:
             raise UserError(f"--epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise UserError(f"--lr must be > 0, got {self.lr}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"--seed must be in 0..2^63-1, got {self.seed}")
+        for key in NON_NEGATIVE:
+            if getattr(self, key) < 0:
+                raise UserError(f"{key} must be >= 0, got {getattr(self, key)} (--set {key}=...)")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -77,8 +95,9 @@ class RunSpec:
                             f"(e.g. --set precision=tf32)")
         if self.threads < 0:
             raise UserError(f"--threads must be >= 1 (or 0 for auto), got {self.threads}")
-        if self.subset < 0:
-            raise UserError(f"--subset must be >= 0, got {self.subset}")
+        if self.subset < 0 or self.subset == 1:
+            raise UserError(f"--subset must be 0 (all images) or >= 2 (BatchNorm needs 2 per batch), "
+                            f"got {self.subset}")
         if self.val_size < 0:
             raise UserError(f"val_size must be >= 0, got {self.val_size}")
 
@@ -149,6 +168,8 @@ def split_assignments(items: list[str]) -> dict[str, str]:
 
 RUN_KEYS = ("method", "arch", "dataset", "seeds", "hparams", "epochs", "batch_size", "lr", "subset",
             "threads") + TRAIN_KEYS
+SUITE_KEYS = ("name", "description", "dataset", "seeds", "default_budget")
+TOP_KEYS = ("suite", "budgets", "runs", "slurm")
 
 
 @dataclass(frozen=True)
@@ -163,6 +184,23 @@ class Suite:
 
 def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
+
+
+def _check_table(value, where: str, keys) -> dict:
+    """`value` must be a TOML table whose keys are among `keys`; values scalars or lists of them."""
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: expected a table, got {type(value).__name__} {value!r}")
+    bad = set(value) - set(keys)
+    if bad:
+        raise UserError(f"{where}: unknown keys {sorted(bad)}; valid: {', '.join(keys)}")
+    for key, v in value.items():
+        if key == "hparams":
+            _check_table(v, f"{where}.hparams", list(v) if isinstance(v, dict) else ())
+            continue
+        for item in _as_list(v):
+            if isinstance(item, (dict, list)):
+                raise UserError(f"{where}.{key}: expected a value or a list of values, got {v!r}")
+    return value
 
 
 def load_suite(path: str, budget: str | None = None) -> Suite:
@@ -180,37 +218,53 @@ def load_suite(path: str, budget: str | None = None) -> Suite:
     from harness.runner import make_spec
 
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise UserError(f"suite file {p} does not exist; see benchmarks/ for the suites")
     try:
-        doc = tomllib.loads(p.read_text())
+        doc = tomllib.loads(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{p}: invalid TOML ({exc})") from None
-    head = doc.get("suite", {})
+    except OSError as exc:
+        raise UserError(f"cannot read suite file {p}: {exc.strerror or exc}") from None
+    bad = set(doc) - set(TOP_KEYS)
+    if bad:
+        raise UserError(f"{p}: unknown top-level keys {sorted(bad)}; valid: {', '.join(TOP_KEYS)}")
+    head = _check_table(doc.get("suite", {}), f"{p}: suite", SUITE_KEYS)
+    for key in ("name", "description", "dataset", "default_budget"):
+        if key in head and not isinstance(head[key], str):
+            raise UserError(f"{p}: suite.{key}: expected a string, got {head[key]!r}")
     budgets = doc.get("budgets", {})
+    if not isinstance(budgets, dict):
+        raise UserError(f"{p}: budgets must be tables ([budgets.NAME]), got {budgets!r}")
     for name, table in budgets.items():
-        bad = set(table) - set(RUN_KEYS) - {"description"}
-        if bad:
-            raise UserError(f"{p}: budgets.{name}: unknown keys {sorted(bad)}; valid: {', '.join(RUN_KEYS)}")
+        _check_table(table, f"{p}: budgets.{name}", RUN_KEYS + ("description",))
     if budget is None:
         budget = head.get("default_budget") or next(iter(budgets), "")
+        if budgets and budget not in budgets:
+            raise UserError(f"{p}: suite.default_budget {budget!r} is not a budget; "
+                            f"budgets: {', '.join(budgets)}")
     elif budget not in budgets:
         raise UserError(f"{p}: no budget {budget!r}; budgets: {', '.join(budgets) or 'none'}")
     runs = doc.get("runs")
     if not runs:
         raise UserError(f"{p}: no [[runs]] tables; a suite needs at least one")
+    if not isinstance(runs, list):
+        raise UserError(f"{p}: runs must be [[runs]] tables, got {type(runs).__name__}")
     base = {k: v for k, v in budgets.get(budget, {}).items() if k != "description"}
     specs: list[RunSpec] = []
     for i, run in enumerate(runs):
         where = f"{p}: runs[{i}]"
-        bad = set(run) - set(RUN_KEYS)
-        if bad:
-            raise UserError(f"{where}: unknown keys {sorted(bad)}; valid: {', '.join(RUN_KEYS)}")
+        _check_table(run, where, RUN_KEYS)
         if "method" not in run:
             raise UserError(f"{where}: missing 'method'")
         merged = {"dataset": head.get("dataset"), "seeds": head.get("seeds", [0]), **base, **run}
         if merged["dataset"] is None:
             raise UserError(f"{where}: no dataset; set it in [suite] or in the run")
+        for key in ("method", "arch", "dataset", "optimizer", "schedule"):
+            if key in merged and not all(isinstance(v, str) for v in _as_list(merged[key])):
+                raise UserError(f"{where}: {key} must be a string (or a list of them), got {merged[key]!r}")
         hp = merged.pop("hparams", {})
         hp_keys = list(hp)
         keys = list(merged)

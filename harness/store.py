@@ -8,19 +8,29 @@ Layout (one directory per run, derived from the run id):
         checkpoint.pt model, optimizer, scheduler, RNG states, accumulated time
 
 Every file is written to a temporary file in the same directory, flushed to disk and
-renamed into place, so a crash never leaves a partial file behind.
+renamed into place, so a crash never leaves a partial file behind. A crash can leave
+the temporary file (`.<name>.<random>.tmp`); `remove_orphans` deletes them when the
+run starts again (under the run's lock, so no writer is alive).
+
+Records are strict JSON: non-finite floats (a diverged run's NaN loss) are written as
+null, so any JSON parser reads them.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import math
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from harness.errors import UserError
 
 SCHEMA_VERSION = 1
 RESULTS_ENV = "SPECTRAL_BENCH_RESULTS"
@@ -33,8 +43,13 @@ FINISHED = (STATUS_COMPLETE, STATUS_DIVERGED)  # re-running these changes nothin
 
 
 def results_root(results_dir: str | os.PathLike | None = None) -> Path:
-    """--results-dir, else $SPECTRAL_BENCH_RESULTS, else ./results."""
-    return Path(results_dir or os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
+    """--results-dir, else $SPECTRAL_BENCH_RESULTS, else ./results (validated, not created)."""
+    if results_dir is not None and not str(results_dir).strip():
+        raise UserError("--results-dir is empty; pass a directory (or leave it out for ./results)")
+    root = Path(results_dir or os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"results directory {root} is not a directory; pass a directory with --results-dir")
+    return root
 
 
 def slug(text: str) -> str:
@@ -48,22 +63,128 @@ def run_dir(root: Path, spec) -> Path:
     return Path(root) / slug(spec.dataset) / f"{slug(spec.method)}-{slug(spec.arch)}" / spec.run_id
 
 
+# Failures of the file system that the user fixes (space, quota, permissions, a file
+# where a directory belongs): one line instead of a traceback.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+               errno.EEXIST, errno.EISDIR}
+
+
+def disk_error(path, exc: OSError) -> UserError | None:
+    """A one-line UserError for an OSError the user can fix, else None (a real bug)."""
+    if not isinstance(exc, OSError) or exc.errno not in DISK_ERRNOS:
+        return None
+    why = exc.strerror or str(exc)
+    fix = {errno.ENOSPC: "free space", errno.EDQUOT: "free space (quota exceeded)",
+           errno.EROFS: "use a writable --results-dir"}.get(exc.errno, "fix the path or its permissions")
+    return UserError(f"cannot write {path}: {why}; {fix}, then repeat the command "
+                     f"(an interrupted run resumes from its last checkpoint)")
+
+
+def make_dirs(path: Path) -> list[Path]:
+    """mkdir -p `path`; returns the directories it created (outermost first)."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise (disk_error(path, exc) or exc) from None
+    return list(reversed(missing))
+
+
+def remove_empty_dirs(dirs: list[Path]) -> None:
+    """Remove the directories of `make_dirs` again, innermost first, where still empty."""
+    for d in reversed(dirs):
+        try:
+            os.rmdir(d)
+        except OSError:
+            break   # not empty (someone else's run, or ours with files): keep it and its parents
+
+
 def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
     """Call write(f) on a temporary file next to `path`, fsync, then rename over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared files
+    make_dirs(path.parent)
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise (disk_error(path, exc) or exc) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared files
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and disk_error(path, exc):
+            raise disk_error(path, exc) from None
         raise
+
+
+def remove_orphans(directory: Path) -> list[str]:
+    """Delete the temporary files a killed writer left in `directory` (`.<name>.*.tmp`).
+
+    Call it only while holding the directory's lock: then no writer is alive there.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for e in entries:
+        if e.name.startswith(".") and e.name.endswith(".tmp") and e.is_file(follow_symlinks=False):
+            try:
+                os.unlink(e.path)
+                removed.append(e.name)
+            except OSError:
+                pass
+    return removed
+
+
+def open_lock(path: Path) -> int:
+    """Open (create) a lock file without following a link and without truncating it.
+
+    `open(path, "w")` would follow a planted symbolic link and truncate its target.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{path} is a symbolic link; a lock must be a plain file: "
+                            f"remove the link (rm {path}) and run again") from None
+        raise (disk_error(path, exc) or exc) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path} is not a plain file; remove it and run again")
+    return fd
+
+
+def check_no_symlinks(root: Path, directory: Path) -> None:
+    """Refuse a run directory (or a folder between it and the results root) that is a link.
+
+    A link there would redirect the run's writes (and --force's replacements) to files
+    somewhere else. The results root itself may be a link; that is the user's choice.
+    """
+    root, directory = Path(root), Path(directory)
+    try:
+        rel = directory.relative_to(root)
+    except ValueError:
+        rel = Path(directory.name)
+        root = directory.parent
+    p = root
+    for part in rel.parts:
+        p = p / part
+        if p.is_symlink():
+            raise UserError(f"{p} is a symbolic link; run directories must be real directories: "
+                            f"remove the link (rm {p}) and run again")
+        if os.path.lexists(p) and not p.is_dir():
+            raise UserError(f"{p} is not a directory; move it aside and run again")
 
 
 def _umask() -> int:
@@ -72,8 +193,19 @@ def _umask() -> int:
     return mask
 
 
+def strict(obj: Any) -> Any:
+    """`obj` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj: Any) -> None:
-    data = json.dumps(obj, indent=2, sort_keys=True, default=str, allow_nan=True).encode()
+    data = json.dumps(strict(obj), indent=2, sort_keys=True, default=str, allow_nan=False).encode()
     atomic_write(path, lambda f: f.write(data + b"\n"))
 
 
@@ -87,13 +219,34 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+def read_json(path: Path, what: str, fix: str) -> Any:
+    """Parse a JSON file we wrote; anything unreadable is a one-line UserError with `fix`."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{what} {path} is unreadable ({msg}); {fix}") from None
+
+
 def read_record(directory: Path) -> dict[str, Any] | None:
-    """The run record in `directory`, or None if the run has none (yet)."""
+    """The run record in `directory`, or None if the run has none (yet).
+
+    A record that is not a JSON object with a status is a UserError naming the file.
+    """
     path = Path(directory) / "result.json"
-    if not path.exists():
+    fix = "delete it (or pass --force) to run again"
+    try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise UserError(f"run record {path} is a symbolic link; remove it to run again")
+        rec = read_json(path, "run record", fix)
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    with open(path) as f:
-        return json.load(f)
+    if not isinstance(rec, dict) or not isinstance(rec.get("status"), str):
+        raise UserError(f"run record {path} is not a run record (no status); {fix}")
+    return rec
 
 
 def is_finished(directory: Path) -> bool:
@@ -102,7 +255,16 @@ def is_finished(directory: Path) -> bool:
 
 
 def iter_records(root: Path):
-    """Yield (run directory, record) for every result.json under `root`."""
+    """Yield (run directory, record) for every readable result.json under `root`.
+
+    Staging directories of --force runs (hidden names) are not runs of their own.
+    """
     for path in sorted(Path(root).rglob("result.json")):
-        with open(path) as f:
-            yield path.parent, json.load(f)
+        if any(part.startswith(".") for part in path.relative_to(root).parts[:-1]):
+            continue
+        try:
+            rec = read_record(path.parent)
+        except UserError:
+            continue
+        if rec is not None:
+            yield path.parent, rec

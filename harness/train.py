@@ -11,14 +11,23 @@ evaluation batch shape used later), and `checkpoint_s` checkpoint writes.
 Checkpoints are written atomically after every epoch and hold everything needed to
 continue bit for bit on CPU: model, optimizer, scheduler, the shuffling generator,
 the torch/numpy/python RNG states, the history and the accumulated timings.
+
+A checkpoint may sit in a shared results directory, so it is read with
+`torch.load(weights_only=True)`: only tensors and plain containers/numbers/strings are
+rebuilt, and a file that names any other callable (a pickle "payload") is refused
+before anything runs. Everything we store is therefore plain data: the numpy RNG state
+is kept as a tensor and a tuple, not as a numpy array.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import math
+import pickle
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -46,7 +55,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_states(device: torch.device) -> dict:
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+    """The global RNG states as plain data (tensors, tuples, numbers) for weights_only loads."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {"torch": torch.get_rng_state(),
+              "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                        float(cached)),
               "python": random.getstate()}
     if device.type == "cuda":
         # only the training GPU's generator: a requeued task may land on a node with a
@@ -57,13 +70,68 @@ def rng_states(device: torch.device) -> dict:
 
 def set_rng_states(states: dict, device: torch.device) -> None:
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
+    kind, keys, *rest = states["numpy"]
+    if torch.is_tensor(keys):
+        keys = keys.numpy().astype(np.uint32)
+    np.random.set_state((kind, keys, *rest))
     random.setstate(states["python"])
     if "cuda" in states and device.type == "cuda":
         cuda = states["cuda"]
         if isinstance(cuda, (list, tuple)):   # older checkpoints held every GPU's state
             cuda = cuda[0]
         torch.cuda.set_rng_state(cuda, device)
+
+
+def _legacy_numpy_globals() -> list:
+    """What checkpoints of harness versions before the plain-data format need besides
+    tensors: numpy array reconstruction for the numpy RNG state (it calls nothing else;
+    the same set the CIFAR unpickler allows)."""
+    try:
+        from numpy._core.multiarray import _reconstruct   # numpy >= 2
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct
+    names = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    torch_version = tuple(int(x) for x in re.findall(r"\d+", torch.__version__)[:2])
+    if _reconstruct.__module__.startswith("numpy._core") and torch_version >= (2, 6):
+        names.append((_reconstruct, "numpy.core.multiarray._reconstruct"))   # written by numpy 1.x
+    return names
+
+
+def _allow_legacy_numpy():
+    """A context allowing _legacy_numpy_globals in weights_only loads (torch >= 2.4)."""
+    if hasattr(torch.serialization, "safe_globals"):
+        return torch.serialization.safe_globals(_legacy_numpy_globals())
+    torch.serialization.add_safe_globals(_legacy_numpy_globals())   # torch 2.4: no context yet
+    return contextlib.nullcontext()
+
+
+CHECKPOINT_KEYS = {"model": dict, "optimizer": dict, "scheduler": dict, "rng": dict,
+                   "spec": dict, "history": list, "timing": dict, "epoch": int}
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint without executing anything in it; one-line UserError if refused."""
+    fix = "delete it, or pass --force to train the run again"
+    try:
+        with _allow_legacy_numpy():
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)|but got (<[^>]+>)", str(exc))
+        what = f" ({found.group(1) or found.group(2)})" if found else ""
+        raise UserError(f"refusing to load checkpoint {path}: it holds objects a harness checkpoint "
+                        f"never contains{what}; {fix}") from None
+    except Exception as exc:  # noqa: BLE001 - truncated or not a checkpoint at all
+        msg = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"cannot read checkpoint {path} ({type(exc).__name__}: {msg}); {fix}") from None
+    if not isinstance(ckpt, dict):
+        ckpt = {}
+    bad = [k for k, kind in CHECKPOINT_KEYS.items() if not isinstance(ckpt.get(k), kind)]
+    if not bad and not all(isinstance(h, dict) for h in ckpt["history"]):
+        bad = ["history"]
+    if bad or not torch.is_tensor(ckpt.get("generator")):
+        raise UserError(f"checkpoint {path} is not a harness checkpoint (bad or missing "
+                        f"{', '.join(bad) or 'generator'}); {fix}")
+    return ckpt
 
 
 def make_optimizer(spec, params) -> torch.optim.Optimizer:
@@ -206,19 +274,25 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
     timing = {"train_s": 0.0, "data_s": 0.0, "eval_s": 0.0, "warmup_s": 0.0, "checkpoint_s": 0.0,
               "wall_s": 0.0, "sessions": 0}
     start_epoch = 0
-    monitor = Monitor(threads=torch.get_num_threads())
+    # with --quiet the verdict is only recorded (and in the summary line), not warned
+    monitor = Monitor(threads=torch.get_num_threads(), warn=None if progress else (lambda _: None))
     ckpt_path = Path(run_dir) / CHECKPOINT
     if ckpt_path.exists():
         # RNG states must stay CPU ByteTensors; load_state_dict moves the rest to the device
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint(ckpt_path)
         if ckpt["spec"] != spec.to_dict():
             raise UserError(f"checkpoint {ckpt_path} belongs to a different spec; "
                             f"delete it or pass --force")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        gen.set_state(ckpt["generator"])
-        set_rng_states(ckpt["rng"], device)
+        try:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            gen.set_state(ckpt["generator"])
+            set_rng_states(ckpt["rng"], device)
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise UserError(f"checkpoint {ckpt_path} does not fit this run ({msg}); "
+                            f"delete it or pass --force") from None
         history, timing, start_epoch = ckpt["history"], ckpt["timing"], ckpt["epoch"]
         monitor.restore(ckpt.get("contention"))
         if progress:

@@ -112,6 +112,50 @@ def resolve_hparams(method: str, arch: str, overrides: dict[str, Any]) -> dict[s
     return hp
 
 
+# Numeric ranges of method options, checked at spec time (before any data is read or any
+# job submitted) for every method that has the option: (low, high, high included).
+# Float options must also be finite. Kept as data so it can move into the registration.
+OPTION_RANGES: dict[str, tuple[float, float, bool]] = {
+    "dropout_conv": (0.0, 1.0, False),
+    "dropout_fc": (0.0, 1.0, False),
+    "dropout": (0.0, 1.0, False),
+}
+# Methods (name prefixes) whose builder checks its own range for an option above: the
+# CEMNet family's approximated dropout N(1, p/2) is defined for p in [0, 1].
+OWN_RANGE = {"dropout_conv": ("cemnet",), "dropout_fc": ("cemnet",)}
+
+
+def check_options(method: str, arch: str, hparams: dict[str, Any], input_shape, num_classes: int) -> None:
+    """Refuse bad option values at spec time, with the error the build would give.
+
+    Besides OPTION_RANGES, the builder itself runs on PyTorch's meta device (shapes
+    only, no memory, no parameter values), so its own checks (choices, sizes that do not
+    fit the input) fire here instead of after the data is loaded or in a queued job.
+    """
+    import math
+
+    import torch
+
+    for key, value in hparams.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"bad value {key}={value!r}: use a finite number")
+        if key in OPTION_RANGES and not method.startswith(OWN_RANGE.get(key, ())):
+            lo, hi, hi_in = OPTION_RANGES[key]
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                lo <= value and (value <= hi if hi_in else value < hi)
+            if not ok:
+                raise UserError(f"bad value {key}={value!r}: use a number in [{lo:g}, {hi:g}"
+                                f"{']' if hi_in else ')'}")
+    info = get(method)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            info.builder(arch, tuple(input_shape), num_classes, **hparams)
+    except UserError:
+        raise
+    except Exception:  # noqa: BLE001 - a builder that needs real tensors: its checks run at build
+        pass
+
+
 def build(spec, input_shape: tuple[int, ...], num_classes: int):
     """Instantiate the model that `spec` describes (uses the global torch RNG)."""
     info = get(spec.method)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness import store
 from harness.errors import UserError
 
 # What makes two runs comparable at all (the "setting"); see the module docstring.
@@ -132,6 +133,18 @@ def cohort_key(row) -> str:
     return json.dumps([plain(row.get(k)) for k in COHORT])
 
 
+def read_history(path: Path, keys: dict) -> list[dict]:
+    """The rows of a history.csv as floats, each with `keys`; ValueError if malformed."""
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for h in rows:
+        if None in h or any(v is None for v in h.values()):
+            raise ValueError("a row with a different number of fields than the header")
+        out.append({**keys, **{k: float(v) for k, v in h.items()}})
+    return out
+
+
 def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True):
     """(runs, history) DataFrames for every run directory under `root`.
 
@@ -144,8 +157,10 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
     if not root.exists():
         raise UserError(f"results directory {root} does not exist; run the suite first "
                         f"or pass --results-dir")
-    dirs = sorted({p.parent for p in root.rglob("result.json")} |
-                  {p.parent for p in root.rglob("checkpoint.pt")})
+    # hidden folders (a --force run's .staging) are not runs of their own
+    dirs = sorted(d for d in ({p.parent for p in root.rglob("result.json")} |
+                              {p.parent for p in root.rglob("checkpoint.pt")})
+                  if not any(part.startswith(".") for part in d.relative_to(root).parts))
     rows, hist = [], []
     seen = set()
     for d in tqdm(dirs, desc="reading runs", unit="run", disable=not progress or len(dirs) < 50,
@@ -159,19 +174,21 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
                          "reason": "checkpoint only: interrupted or still running"})
             continue
         try:
-            rec = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
+            rec = store.read_record(d)
+        except UserError as exc:
             rows.append({"run_id": d.name, "dir": str(d), "status": "unreadable", "reason": str(exc)})
             continue
         row = run_row(d, rec)
         rows.append(row)
         hpath = d / "history.csv"
         if hpath.exists():
-            with open(hpath) as f:
-                for h in csv.DictReader(f):
-                    hist.append({**{k: row[k] for k in ("run_id", "method", "arch", "dataset",
-                                                         "budget", "seed", "device")},
-                                 **{k: float(v) for k, v in h.items()}})
+            try:
+                hist += read_history(hpath, {k: row[k] for k in ("run_id", "method", "arch", "dataset",
+                                                                   "budget", "seed", "device")})
+            except (OSError, ValueError, TypeError, csv.Error) as exc:
+                # recorded, not fatal: the run keeps its row, without a learning curve
+                row["history_error"] = f"{hpath} unreadable ({exc}); no learning curve"
+                print(f"warning: {row['history_error']}", file=sys.stderr)
     if run_ids is not None:
         for rid in sorted(run_ids - seen):
             rows.append({"run_id": rid, "status": "missing", "reason": "not run yet"})

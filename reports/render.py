@@ -409,6 +409,10 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
                 if path:
                     blocks.append(("img", path, f"Layer speed benchmark, {group} ({LAYER_CSV.name})"))
     problems = runs[runs["status"] != "complete"]
+    if "history_error" in runs:   # complete, but its learning curve is missing
+        bad = runs[runs["history_error"].notna() & (runs["status"] == "complete")]
+        problems = pd.concat([problems, bad.assign(status=bad["status"] + " (no history)",
+                                                   reason=bad["history_error"])])
     blocks += [("h2", "Failed, diverged and unfinished runs"),
                ("table", problems.reindex(columns=["method", "arch", "dataset", "budget", "seed",
                                                    "status", "reason", "run_id"]).fillna("–"))]
