@@ -15,9 +15,10 @@ batch 100 (the papers' batch). For each (layer, shape) it measures
   (profile_memory=True) records, in time order. This counts memory from torch's CPU
   allocator at operator granularity: scratch space allocated and freed inside one
   operator (e.g. by oneDNN or pocketfft) and Python objects are not included.
-- op counts from harness.ops.count_module_ops (convention sb-macs-v1, at this batch), the
-  achieved GFLOP/s (FLOPs = 2 x MACs, over the measured time), and the fraction of this
-  machine's measured dense float32 matmul peak (a large `a @ b`, median of repeats).
+- op counts from harness.ops.count_module_ops (convention harness.ops.CONVENTION_ID, at
+  this batch), the achieved GFLOP/s (FLOPs = 2 x MACs, over the measured time), and the
+  fraction of this machine's measured dense float32 matmul peak (a large `a @ b`, median
+  of repeats).
 
 Layers come from the method modules (methods/*.py) when they export them; a layer whose
 constructor or call fails (an API that changed) is reported as a row with an error and

@@ -52,10 +52,10 @@ def make_spec(method: str, arch: str | None, dataset: str, overrides: dict[str, 
     return RunSpec(method=method, arch=arch, dataset=dataset, hparams=hparams, **train_args)
 
 
-def count_ops_safely(model, input_shape) -> dict:
+def count_ops_safely(model, input_shape, arch: str | None = None) -> dict:
     """Op counts for the record; a counting failure is recorded, not fatal to training."""
     try:
-        return count_ops(model, tuple(input_shape))
+        return count_ops(model, tuple(input_shape), arch=arch)
     except Exception as exc:  # noqa: BLE001 - recorded in the result, shown by reports
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -127,7 +127,7 @@ def _execute_locked(spec, directory, *, data_dir, device, force, progress, stop_
         "method_info": {"description": info.description, "reconstruction": info.reconstruction,
                         **(model.describe() if hasattr(model, "describe") else {})},
         "params": count_params(model),
-        "ops": count_ops_safely(model, data.input_shape),
+        "ops": count_ops_safely(model, data.input_shape, spec.arch),
         "environment": environment(dev),
     }
     directory.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,9 @@ runs stay visible) and one row per (run, epoch). `summarize` groups finished run
 (method, arch, dataset, budget, device) and gives mean, std and a 95% confidence
 interval over seeds. The interval is Student's t (mean ± t(0.975, n-1)·s/√n), the
 standard choice for the 2–10 seeds a benchmark can afford; it is NaN for n = 1.
-Timings are grouped by device, so runs from different devices never share a row.
+Timings are grouped by device, so runs from different devices never share a row, and
+op counts by convention id (`ops.convention.id`: an old record counted under sb-macs-v1
+never shares a row, a median or a figure with one counted under sb-macs-v2).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from scipy import stats
 
 from harness.errors import UserError
 
-GROUP = ["method", "arch", "dataset", "budget", "variant", "device"]
+GROUP = ["method", "arch", "dataset", "budget", "variant", "device", "ops_convention"]
 # spec keys that never distinguish two configurations of one (method, arch, dataset, budget)
 NOT_VARIANT = {"method", "arch", "dataset", "budget", "seed"}
 CI_METHOD = "95% Student t-interval over seeds"
@@ -63,7 +65,8 @@ def run_row(directory: Path, rec: dict) -> dict:
         "macs_bwd": at_batch(ops, "macs_bwd", spec.get("batch_size")),
         "macs_fwd_b1": ops.get("macs_fwd"), "macs_bwd_b1": ops.get("macs_bwd"),
         "macs_fwd_paper": ops.get("macs_fwd_paper"),
-        "ops_convention": (ops.get("convention") or {}).get("id"), "ops_error": ops.get("error"),
+        "ops_convention": (ops.get("convention") or {}).get("id") or "unknown",
+        "ops_error": ops.get("error"),
         "train_s": t.get("train_s"), "train_s_per_epoch": t.get("train_s_per_epoch"),
         "throughput_img_s": t.get("throughput_img_s"),
         "peak_mb": (rec.get("memory") or {}).get("peak_mb"),
@@ -198,7 +201,7 @@ def paired_vs(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     base = done[done["method"] == baseline]
     out = []
     keys = ["dataset", "budget", "device", "seed"]
-    for (method, arch, dataset, budget, variant, device), g in done.groupby(GROUP, sort=True):
+    for (method, arch, dataset, budget, variant, device, _conv), g in done.groupby(GROUP, sort=True):
         if method == baseline:
             continue
         b = base[(base["dataset"] == dataset) & (base["budget"] == budget) & (base["device"] == device)]

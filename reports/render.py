@@ -76,12 +76,15 @@ def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
             "params": fmt_num(r["params"]), "s/epoch": f"{r['train_s_per_epoch']:.2f}",
             "s to final epoch": f"{r['train_s']:.1f}", "img/s": f"{r['throughput_img_s']:.0f}",
             "peak MB": f"{r['peak_mb']:.0f}", "device": r["device"],
+            "ops convention": r.get("ops_convention", "unknown"),
         })
     return pd.DataFrame(rows)
 
 
 def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Each published number beside our measurement(s) of the same (method, arch, dataset)."""
+    from harness.ops import CONVENTION_ID
+
     rows = []
     for _, p in published.iterrows():
         ours = summary[(summary["method"] == p["method"]) & (summary["arch"] == p["arch"])
@@ -90,6 +93,8 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
             flags = []
             if not p["comparable"]:
                 flags.append("not comparable (convention/setting differs)")
+            if p["metric"] in ("macs_fwd", "macs_bwd") and o.get("ops_convention") != CONVENTION_ID:
+                flags.append(f"ours counted under {o.get('ops_convention')}, not {CONVENTION_ID}")
             if p["metric"] == "test_error" and p["epochs"] and o["epochs"] != p["epochs"]:
                 flags.append(f"budget differs: paper {p['epochs']} epochs, ours {fmt_num(o['epochs'])}")
             if p["metric"] == "test_error":
@@ -106,8 +111,10 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
                         paper_conv = sel["macs_fwd_paper"].dropna().iloc[0]
                 ours_txt = fmt_num(ours_val, 4) + (f" (paper convention: {fmt_num(paper_conv, 4)})"
                                                    if paper_conv else "")
-                diff = (f"{100 * (ours_val / p['value'] - 1):+.1f}%"
-                        if ours_val and not math.isnan(ours_val) else "–")
+                # a comparable figure is the paper's layers only: compare like with like
+                ref_val = paper_conv if (paper_conv and p["comparable"]) else ours_val
+                diff = (f"{100 * (ref_val / p['value'] - 1):+.1f}%"
+                        if ref_val and not math.isnan(ref_val) else "–")
                 paper_txt = fmt_num(p["value"], 4)
             else:
                 ours_txt, diff, paper_txt = "–", "–", fmt_num(p["value"])
@@ -240,11 +247,8 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
         for path, cap in (
             (figures.learning_curves(history, ds, figdir / f"learning_{tag}.png"),
              f"{ds}: validation accuracy per epoch"),
-            (figures.accuracy_vs(summary, ds, "macs_fwd", "forward MACs", figdir / f"acc_macs_{tag}.png"),
-             f"{ds}: accuracy vs forward MACs"),
+            *ops_figures(summary, ds, figdir, tag),
             *time_figures(summary, ds, figdir, tag),
-            (figures.ops_breakdown(summary, ds, figdir / f"ops_{tag}.png"),
-             f"{ds}: forward MACs by category"),
         ):
             if path is not None:
                 blocks.append(("img", path, cap))
@@ -279,6 +283,25 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
     store.atomic_write(md, lambda f: f.write(to_markdown(blocks, out_dir).encode()))
     store.atomic_write(htm, lambda f: f.write(to_html(blocks, title).encode()))
     return md, htm
+
+
+def ops_figures(summary: pd.DataFrame, ds: str, figdir: Path, tag: str):
+    """Accuracy vs MACs and the MACs breakdown, one pair per op-count convention: counts
+    under two conventions never share an axis (file names carry the convention when a
+    dataset has runs under more than one)."""
+    from harness import store
+
+    s = summary[summary["dataset"] == ds]
+    conventions = sorted(s["ops_convention"].dropna().unique()) if "ops_convention" in s else []
+    for conv in conventions or [None]:
+        part = s if conv is None else s[s["ops_convention"] == conv]
+        suffix = "" if len(conventions) <= 1 else f"_{store.slug(str(conv))}"
+        label = "" if conv is None else f" ({conv})"
+        yield (figures.accuracy_vs(part, ds, "macs_fwd", f"forward MACs{label}",
+                                   figdir / f"acc_macs_{tag}{suffix}.png"),
+               f"{ds}: accuracy vs forward MACs{label}")
+        yield (figures.ops_breakdown(part, ds, figdir / f"ops_{tag}{suffix}.png"),
+               f"{ds}: forward MACs by category{label}")
 
 
 def time_figures(summary: pd.DataFrame, ds: str, figdir: Path, tag: str):

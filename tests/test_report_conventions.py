@@ -1,0 +1,53 @@
+"""Reports never mix op-count conventions (issue 14: sb-macs-v1 records beside sb-macs-v2)."""
+
+import json
+
+import pandas as pd
+
+from reports import aggregate, render
+
+
+def fake_run(seed: int, convention: str | None, macs: float) -> dict:
+    spec = {"method": "cemnet", "arch": "lenet5", "dataset": "mnist", "seed": seed,
+            "epochs": 1, "batch_size": 100}
+    ops = {"macs_fwd": macs, "macs_bwd": 2 * macs, "breakdown_fwd": {"fft": macs / 4}}
+    if convention:
+        ops["convention"] = {"id": convention}
+    rec = {"run_id": f"r{seed}", "status": "complete", "spec": spec, "ops": ops,
+           "metrics": {"test_error": 0.1 + seed / 100, "epochs_done": 1},
+           "timing": {"train_s": 1.0, "train_s_per_epoch": 1.0, "throughput_img_s": 10.0},
+           "memory": {"peak_mb": 1.0}, "environment": {"cpu": "x", "threads": 1}}
+    return aggregate.run_row(f"/tmp/r{seed}", rec)
+
+
+def runs_frame(rows) -> pd.DataFrame:
+    runs = pd.DataFrame(rows)
+    runs["variant"] = aggregate.variants(runs)
+    return runs
+
+
+def test_runs_under_two_conventions_never_share_a_row_or_a_figure(tmp_path):
+    runs = runs_frame([fake_run(0, "sb-macs-v1", 1000.0), fake_run(1, "sb-macs-v1", 1000.0),
+                       fake_run(2, "sb-macs-v2", 1250.0), fake_run(3, None, 900.0)])
+    summary = aggregate.summarize(runs)
+    assert sorted(summary["ops_convention"]) == ["sb-macs-v1", "sb-macs-v2", "unknown"]
+    by = summary.set_index("ops_convention")
+    assert by.loc["sb-macs-v1", "macs_fwd"] == 1000.0 and by.loc["sb-macs-v1", "n"] == 2
+    assert by.loc["sb-macs-v2", "macs_fwd"] == 1250.0
+    table = render.comparison_table(summary)
+    assert sorted(table["ops convention"]) == ["sb-macs-v1", "sb-macs-v2", "unknown"]
+    figs = list(render.ops_figures(summary, "mnist", tmp_path, "mnist"))
+    names = sorted(p.name for p, _ in figs if p is not None)
+    assert "acc_macs_mnist_sb-macs-v1.png" in names and "acc_macs_mnist_sb-macs-v2.png" in names
+    assert all("(" in cap for _, cap in figs)                 # each caption names its convention
+
+
+def test_paper_table_flags_counts_under_another_convention():
+    runs = runs_frame([fake_run(0, "sb-macs-v1", 368000.0)])
+    summary = aggregate.summarize(runs)
+    pub = pd.DataFrame([{"method": "cemnet", "arch": "lenet5", "dataset": "mnist",
+                         "metric": "macs_fwd", "value": 368000, "source": "CEMNet Table 1",
+                         "convention": "paper's own", "epochs": 800, "comparable": False}])
+    pvm = render.paper_vs_measured(pub, summary, runs)
+    assert "counted under sb-macs-v1" in pvm["flag"].iloc[0]
+    json.dumps(pvm.to_dict())
