@@ -168,3 +168,186 @@ def capture_hazards(model, xb: torch.Tensor, yb: torch.Tensor, *, warmup: int = 
     with _FunctionProbe(found), _DispatchProbe(found):
         step()
     return [f"{what} (x{n})" for what, n in sorted(found.items())]
+
+
+# --------------------------------------------------------------------------- optimizer
+def capturable_options(spec, params: list) -> tuple[torch.Tensor, dict]:
+    """(lr, extra optimizer kwargs) for `harness.train.make_optimizer(capturable=True)`.
+
+    The lr becomes a 0-dim tensor on the parameters' device, in their real dtype (the
+    precision the eager step's kernels use for a float lr); `make_optimizer` then sets each
+    group's `initial_lr` to the float spec.lr, so the scheduler computes every value on
+    the host in double, exactly as in eager mode, and writes it into the tensor. On CUDA,
+    RMSprop and Adam also get capturable=True, foreach=True: their step then keeps the
+    step counters on the device and never reads the lr on the host (torch 2.13's SGD has no
+    capturable step; `StepRunner` runs it eagerly and says so)."""
+    p = next((q for q in params if q.is_floating_point() or q.is_complex()), None)
+    device = p.device if p is not None else torch.device("cpu")
+    dtype = p.dtype.to_real() if p is not None else torch.float32
+    lr = torch.tensor(float(spec.lr), dtype=dtype, device=device)
+    extra = {}
+    if device.type == "cuda" and spec.optimizer in ("rmsprop", "adam"):
+        extra = {"capturable": True, "foreach": True}
+    return lr, extra
+
+
+def current_lr(opt) -> float:
+    """The first group's lr as a float (a host sync if it is a device tensor)."""
+    lr = opt.param_groups[0]["lr"]
+    return float(lr)
+
+
+def _not_capturable(opt, device: torch.device) -> str:
+    """Why `opt` cannot run inside a CUDA graph ('' when it can)."""
+    for group in opt.param_groups:
+        lr = group["lr"]
+        if not (isinstance(lr, torch.Tensor) and lr.device == device):
+            return ("the optimizer's lr is not a device tensor (make it with "
+                    "make_optimizer(..., capturable=True))")
+        if not group.get("capturable", False):
+            name = type(opt).__name__
+            return (f"torch {torch.__version__.split('+')[0]}'s {name} has no capturable step "
+                    f"(its update reads the lr on the host); use optimizer=rmsprop or adam")
+    return ""
+
+
+def _pin_lr(opt, device: torch.device) -> None:
+    """After `opt.load_state_dict` (a checkpoint read on the CPU) the group's lr may be a
+    host tensor or a float: put it back on `device` (the graph must read it there)."""
+    for group in opt.param_groups:
+        lr = group["lr"]
+        if isinstance(lr, torch.Tensor) and lr.device != device:
+            group["lr"] = lr.to(device)
+
+
+# --------------------------------------------------------------------------- the runner
+class StepRunner:
+    """`harness.train.train_step`, eagerly or replayed from a CUDA graph (module docstring).
+
+    `step(xb, yb)` returns (loss, number correct) as device tensors, like `train_step`
+    (copies: a later replay does not change them). `mode` is "graph" or "eager" and
+    `reason` says why eager ('' for graph); `record()` gives both for the run record.
+    In "eager" mode `step` *is* `train_step` (bit for bit). The model must stay in training
+    mode while it steps; evaluation is the caller's, eager.
+    """
+
+    def __init__(self, model, opt, sched, clip_norm: float, device, mode: str = "auto",
+                 warmup: int = WARMUP_STEPS):
+        self.model, self.opt, self.sched, self.clip_norm = model, opt, sched, clip_norm
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.requested = check_mode(mode)
+        self.warmup = int(warmup)
+        self._graphs: dict[int, tuple] = {}
+        self._seen: Counter = Counter()
+        self._pool = None
+        self._stream = None
+        self.reason = ""
+        if mode == "off":
+            self.reason = "graph=off"
+        elif self.device.type != "cuda":
+            self.reason = f"CUDA graphs need a CUDA device; this run is on {self.device.type}"
+        else:
+            _pin_lr(opt, self.device)
+            self.reason = _not_capturable(opt, self.device)
+        if self.reason and mode == "on":
+            raise UserError(f"graph=on: {self.reason}; use --set graph=auto or off")
+        self.use_graph = not self.reason
+
+    # -- state for the run record
+    @property
+    def mode(self) -> str:
+        return "graph" if self.use_graph else "eager"
+
+    def record(self) -> dict:
+        """{"step_mode", "step_mode_reason"}: what the steps so far ran as (the run
+        record's `timing.step_mode` / `timing.step_mode_reason`)."""
+        if not self.use_graph:
+            return {"step_mode": "eager", "step_mode_reason": self.reason}
+        if not self._graphs:
+            return {"step_mode": "eager", "step_mode_reason":
+                    f"no graph captured yet: the first {self.warmup} steps of each batch "
+                    f"size run eagerly"}
+        return {"step_mode": "graph", "step_mode_reason": ""}
+
+    # -- the step
+    def step(self, xb: torch.Tensor, yb: torch.Tensor):
+        if not self.use_graph:
+            from harness.train import train_step
+            return train_step(self.model, self.opt, self.sched, xb, yb, self.clip_norm)
+        if not self.model.training:
+            raise RuntimeError("StepRunner.step needs the model in training mode")
+        n = len(yb)
+        rec = self._graphs.get(n)
+        if rec is None:
+            self._seen[n] += 1
+            if self._seen[n] <= self.warmup:
+                out = self._warmup_step(xb, yb)
+                self.sched.step()
+                return out
+            rec = self._capture(xb, yb)
+            if rec is None:                        # auto mode fell back to eager
+                from harness.train import train_step
+                return train_step(self.model, self.opt, self.sched, xb, yb, self.clip_norm)
+        else:
+            rec[1].copy_(xb)
+            rec[2].copy_(yb)
+        rec[0].replay()
+        self.sched.step()
+        return rec[3].clone(), rec[4].clone()
+
+    def _body(self, xb, yb):
+        """train_step without the scheduler, keeping the .grad tensors (zeroed, not freed):
+        a captured graph writes the gradients where it found them at capture."""
+        model, opt = self.model, self.opt
+        opt.zero_grad(set_to_none=False)
+        out = model(xb)
+        loss = F.cross_entropy(out, yb)
+        aux = model.auxiliary_loss() if hasattr(model, "auxiliary_loss") else None
+        (loss if aux is None else loss + aux).backward()
+        if self.clip_norm:
+            for p in model.parameters():      # per tensor, as train_step
+                if p.grad is not None:
+                    torch.nn.utils.clip_grad_norm_([p], self.clip_norm)
+        opt.step()
+        if hasattr(model, "after_optimizer_step"):
+            model.after_optimizer_step()
+        return loss.detach(), (out.detach().argmax(1) == yb).sum()
+
+    def _warmup_step(self, xb, yb):
+        """A real training step, eager, on a side stream (PyTorch's recipe before capture:
+        lazily created state, cuFFT plans and cuBLAS workspaces are made outside it)."""
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        main = torch.cuda.current_stream(self.device)
+        self._stream.wait_stream(main)
+        with torch.cuda.stream(self._stream):
+            loss, correct = self._body(xb, yb)
+        main.wait_stream(self._stream)
+        return loss.clone(), correct.clone()
+
+    def _capture(self, xb, yb):
+        """Capture the step for this batch size (static inputs filled from this batch);
+        None if it fails in auto mode (the runner then stays eager)."""
+        static_x, static_y = xb.clone(), yb.clone()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, pool=self._pool):
+                loss, correct = self._body(static_x, static_y)
+        except Exception as exc:  # noqa: BLE001 - any capture failure means "run eagerly"
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            reason = f"capture failed: {type(exc).__name__}: {first}"
+            try:
+                torch.cuda.synchronize(self.device)
+            except Exception:  # noqa: BLE001 - the reason above is what matters
+                pass
+            if self.requested == "on":
+                raise UserError(f"graph=on: {reason}; use --set graph=auto or off") from exc
+            self.use_graph, self.reason, self._graphs = False, reason, {}
+            return None
+        if self._pool is None:
+            self._pool = graph.pool()      # later batch sizes share the memory pool
+        rec = (graph, static_x, static_y, loss, correct)
+        self._graphs[len(yb)] = rec
+        return rec

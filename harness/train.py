@@ -76,14 +76,28 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def make_optimizer(spec, params) -> torch.optim.Optimizer:
+def make_optimizer(spec, params, capturable: bool = False) -> torch.optim.Optimizer:
+    """The spec's optimizer. `capturable` (for harness.graph.StepRunner): the lr is a
+    device tensor that a CUDA graph reads at every replay, written by the scheduler from
+    values it computes on the host exactly as for a float lr (`initial_lr` stays the float
+    spec.lr); on CUDA the step also runs without host syncs."""
+    params, lr, extra = list(params), spec.lr, {}
+    if capturable:
+        from harness.graph import capturable_options
+        lr, extra = capturable_options(spec, params)
     if spec.optimizer == "rmsprop":
         # Keras defaults (rho 0.9, eps 1e-7), as in the CEMNet authors' code.
-        return torch.optim.RMSprop(params, lr=spec.lr, alpha=0.9, eps=1e-7,
-                                   momentum=spec.momentum, weight_decay=spec.weight_decay)
-    if spec.optimizer == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+        opt = torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=spec.momentum,
+                                  weight_decay=spec.weight_decay, **extra)
+    elif spec.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=spec.weight_decay, **extra)
+    else:
+        opt = torch.optim.SGD(params, lr=lr, momentum=spec.momentum,
+                              weight_decay=spec.weight_decay, **extra)
+    if capturable:
+        for group in opt.param_groups:
+            group["initial_lr"] = spec.lr
+    return opt
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, floor: float) -> float:
