@@ -27,6 +27,7 @@ PUBLISHED_KEYS = {"method", "arch", "dataset", "metric", "value", "source", "con
 BENCH_OUT = Path(__file__).resolve().parent.parent / "benchmarks" / "out"
 APPROX_CSV = BENCH_OUT / "approx_error.csv"
 LAYER_CSV = BENCH_OUT / "layer_bench.csv"
+STEP_CSV = BENCH_OUT / "step_bench.csv"
 
 
 # --------------------------------------------------------------------------- published
@@ -272,6 +273,8 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
                                     figdir / f"layer_bench_{store.slug(str(group))}.png")
                 if path:
                     blocks.append(("img", path, f"Layer speed benchmark, {group} ({LAYER_CSV.name})"))
+    if STEP_CSV.exists():
+        blocks += step_bench_blocks(pd.read_csv(STEP_CSV), figdir)
     problems = runs[runs["status"] != "complete"]
     blocks += [("h2", "Failed, diverged and unfinished runs"),
                ("table", problems.reindex(columns=["method", "arch", "dataset", "budget", "seed",
@@ -302,6 +305,45 @@ def ops_figures(summary: pd.DataFrame, ds: str, figdir: Path, tag: str):
                f"{ds}: accuracy vs forward MACs{label}")
         yield (figures.ops_breakdown(part, ds, figdir / f"ops_{tag}{suffix}.png"),
                f"{ds}: forward MACs by category{label}")
+
+
+STEP_COLUMNS = {"method": "method", "variant": "arch", "device_name": "device",
+                "threads": "threads", "precision": "precision", "train_ms": "train ms",
+                "train_graph_ms": "graph ms", "infer_ms": "infer ms", "peak_mb": "peak MB",
+                "baseline": "baseline", "train_ratio": "train ×", "train_graph_ratio": "graph ×",
+                "infer_ratio": "infer ×", "peak_ratio": "peak mem ×",
+                "frac_peak_train": "train % of matmul peak", "capture": "capture"}
+
+
+def step_bench_blocks(df: pd.DataFrame, figdir: Path) -> list:
+    """The step benchmark (benchmarks/step_bench.py): a table and, per device, training-step
+    time by method for each architecture."""
+    from harness import store
+
+    if df.empty or not {"method", "arch", "train_ms"} <= set(df.columns):
+        return []
+    if "error" in df:
+        df = df[df["error"].isna()]
+    cols = [c for c in STEP_COLUMNS if c in df.columns]
+    table = df[cols].copy()
+    for c in cols:
+        if c == "frac_peak_train":
+            table[c] = [f"{100 * v:.1f}%" if v == v else "–" for v in table[c]]
+        elif c.endswith(("_ms", "_mb", "_ratio")):
+            table[c] = [f"{v:.3g}" if v == v else "–" for v in table[c]]
+    blocks = [("h2", "Step benchmark"),
+              ("p", f"benchmarks/step_bench.py ({STEP_CSV.name}): one training step "
+                    f"(forward, loss, backward, optimizer) at batch {df['batch'].iloc[0]}, eager "
+                    f"and (on CUDA) replayed from a CUDA graph; ×: ratio to the baseline of the "
+                    f"same architecture; op counts {', '.join(sorted(df['convention'].unique()))}."),
+              ("table", table.rename(columns=STEP_COLUMNS))]
+    for i, (dev, g) in enumerate(df.groupby("device_name")):
+        path = figures.bars(g, "arch", "train_ms", "method",
+                            f"Training step (ms) on {dev}, batch {g['batch'].iloc[0]}",
+                            figdir / f"step_bench_{i}_{store.slug(str(dev))}.png")
+        if path:
+            blocks.append(("img", path, f"Step benchmark on {dev} ({STEP_CSV.name})"))
+    return blocks
 
 
 def time_figures(summary: pd.DataFrame, ds: str, figdir: Path, tag: str):

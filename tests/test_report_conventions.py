@@ -51,3 +51,20 @@ def test_paper_table_flags_counts_under_another_convention():
     pvm = render.paper_vs_measured(pub, summary, runs)
     assert "counted under sb-macs-v1" in pvm["flag"].iloc[0]
     json.dumps(pvm.to_dict())
+
+
+def test_step_bench_csv_becomes_a_table_and_a_figure(tmp_path):
+    """The reports pick up benchmarks/out/step_bench.csv like the layer benchmark's."""
+    rows = [{"method": m, "arch": "lenet5", "variant": "lenet5", "batch": 100,
+             "device_name": "CPU x", "threads": 2, "precision": "fp32", "train_ms": t,
+             "train_graph_ms": float("nan"), "infer_ms": t / 3, "peak_mb": 20.0,
+             "baseline": "cnn/lenet5", "train_ratio": t / 30, "train_graph_ratio": float("nan"),
+             "infer_ratio": 1.0, "peak_ratio": 1.0, "frac_peak_train": 0.05, "capture": "ok",
+             "convention": "sb-macs-v2", "error": float("nan")}
+            for m, t in (("cnn", 30.0), ("cemnet", 45.0))]
+    blocks = render.step_bench_blocks(pd.DataFrame(rows), tmp_path)
+    kinds = [b[0] for b in blocks]
+    assert kinds[:3] == ["h2", "p", "table"] and "img" in kinds
+    table = blocks[2][1]
+    assert list(table["train ×"]) == ["1", "1.5"] and "graph ms" in table
+    assert table["train % of matmul peak"].iloc[0] == "5.0%"
