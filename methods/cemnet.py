@@ -62,10 +62,10 @@ Implementation (speed; the math above is unchanged, and tests/test_cemnet.py pro
   the two-branch BN is one native BatchNorm2d(2C) and the split activation / noise are
   plain element-wise ops on contiguous memory. The EM product reads planar input and
   writes its planar output (with the symmetric completion) straight from the
-  frequency-major GEMM buffer (`spectral_matmul_planar`); the pool computes Re(ifft2(Y))
-  as irfft2 of Y's one-sided Hermitian part (`planar_maxpool`, half the FFT work of a
-  complex ifft2); the two noise layers of a block draw their N(1, std) factors in order
-  and apply their product once (`multiplicative_noise`).
+  frequency-major GEMM buffer (`spectral_matmul_planar`); the two noise layers of a block
+  draw their N(1, std) factors in order and apply their product once
+  (`multiplicative_noise`). (Computing the pool's Re(ifft2(Y)) as irfft2 of Y's one-sided
+  Hermitian part was tried: on CPU it is slower than the complex ifft2.)
 - No step builds a tensor on the host or synchronizes with it (DFT matrices and index
   maps are cached per size, dtype and device): a CUDA graph captures the whole step.
 
@@ -104,8 +104,8 @@ import torch.nn as nn
 from harness.errors import UserError
 from methods import register
 from methods.cnn import ARCHS, LEAKY_SLOPE, VGG_CHANNELS, VGG_CONVS, default_arch, pooled_size
-from methods.fourier import (hermitian_fill, kernel_spectrum, planar_maxpool,
-                             spectral_matmul_planar, to_planar, wf_project)
+from methods.fourier import (from_planar, hermitian_fill, kernel_spectrum, spectral_matmul_planar,
+                             spectral_maxpool, to_planar, wf_project)
 from methods.freqpool import FreqAvgPool
 
 WF_MODES = ("spatial", "projected", "none")
@@ -275,7 +275,7 @@ class SpectralMaxPool(nn.Module):
         self.kernel = kernel
 
     def forward(self, x):
-        return planar_maxpool(x, self.kernel)
+        return spectral_maxpool(from_planar(x), self.kernel, onesided=True)
 
 
 def head_branch(fin: int, hidden: tuple[int, ...], bn: bool, dropout: float) -> nn.Sequential:

@@ -17,8 +17,7 @@ Contents
   Hermitian product to the full grid in the same pass.
 - `hermitian_fill`: the full spectrum from its one-sided half (real-signal symmetry).
 - `wf_project`: projection onto spectra of real kernels with K x K top-left support.
-- `spectral_maxpool`: the pool "sandwich" fft2(maxpool(Re(ifft2(Y)))); `planar_maxpool`
-  the same from a planar spectrum, via irfft2 of its one-sided Hermitian part.
+- `spectral_maxpool`: the pool "sandwich" fft2(maxpool(Re(ifft2(Y)))).
 - `to_planar` / `from_planar`: complex (B, C, H, W) <-> real "planar" (B, 2C, H, W) with
   the real parts in channels [0, C) and the imaginary parts in [C, 2C). Per-part layers
   (the "two-branch" BN, split activations, noise) are then ordinary fast real layers.
@@ -44,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["pad_kernel", "support_mask", "kernel_spectrum", "spectral_matmul",
-           "spectral_matmul_planar", "planar_maxpool", "hermitian_fill",
+           "spectral_matmul_planar", "hermitian_fill",
            "wf_project", "spectral_maxpool", "to_planar", "from_planar"]
 
 
@@ -134,6 +133,32 @@ def kernel_spectrum(w: torch.Tensor, size: tuple[int, int], *, onesided: bool = 
     return spec.permute(2, 3, 0, 1)
 
 
+def _fm_to_planar(y: torch.Tensor, conj: bool = False) -> torch.Tensor:
+    """Frequency-major complex (F, B, C) -> planar real (B, 2, C, F), contiguous (of conj(y)
+    with `conj`). Two passes, a complex transpose then the re/im split, beat one 4-D
+    transpose of the real view on CPU (whose innermost source stride is 2 floats)."""
+    f, b, c = y.shape
+    z = torch.empty((b, c, f), dtype=y.dtype, device=y.device)
+    if conj:
+        torch.conj_physical(y.permute(1, 2, 0), out=z)
+    else:
+        z.copy_(y.permute(1, 2, 0))
+    return torch.view_as_real(z).permute(0, 3, 1, 2).contiguous()
+
+
+def _planar_to_fm(p: torch.Tensor, conj: bool = False) -> torch.Tensor:
+    """Planar real (B, 2, C, F) -> frequency-major complex (F, B, C), contiguous (of the
+    conjugate with `conj`); the inverse of `_fm_to_planar`."""
+    b, _, c, f = p.shape
+    z = torch.view_as_complex(p.permute(0, 2, 3, 1).contiguous())       # (B, C, F)
+    out = torch.empty((f, b, c), dtype=z.dtype, device=z.device)
+    if conj:
+        torch.conj_physical(z.permute(2, 0, 1), out=out)
+    else:
+        out.copy_(z.permute(2, 0, 1))
+    return out
+
+
 class _SpectralMatmul(torch.autograd.Function):
     """Y[f, b, o] = sum_i op(X[b, i, f]) * W[f, i, o], op = conj or identity, as one batched
     complex GEMM over frequencies f: (F, B, Cin) @ (F, Cin, Cout). Returns the contiguous
@@ -161,20 +186,15 @@ class _SpectralMatmul(torch.autograd.Function):
             b, cin, h, w_ = x.shape
             ctype = x.dtype
         cout = w.shape[1]
-        a = torch.empty((h, w_, b, cin), dtype=ctype, device=x.device)
         if planar:
-            parts = x.view(b, 2, cin, h, w_).permute(1, 3, 4, 0, 2)   # (2, H, W, B, Cin)
-            ar = torch.view_as_real(a)
-            ar[..., 0].copy_(parts[0])
-            if conj_input:
-                torch.neg(parts[1], out=ar[..., 1])
-            else:
-                ar[..., 1].copy_(parts[1])
-        elif conj_input:
-            torch.conj_physical(x.permute(2, 3, 0, 1), out=a)
+            a = _planar_to_fm(x.reshape(b, 2, cin, h * w_), conj=conj_input)
         else:
-            a.copy_(x.permute(2, 3, 0, 1))
-        a = a.view(h * w_, b, cin)
+            a = torch.empty((h, w_, b, cin), dtype=ctype, device=x.device)
+            if conj_input:
+                torch.conj_physical(x.permute(2, 3, 0, 1), out=a)
+            else:
+                a.copy_(x.permute(2, 3, 0, 1))
+            a = a.view(h * w_, b, cin)
         wm = w.permute(2, 3, 0, 1).reshape(h * w_, cin, cout).contiguous()
         y = torch.bmm(a, wm)
         ctx.save_for_backward(a, wm)
@@ -192,14 +212,7 @@ class _SpectralMatmul(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             ga = torch.bmm(gm, wm.mH)                              # (F, B, Cin)
             if ctx.planar:
-                gx = torch.empty((b, 2, cin, h, w_), dtype=a.real.dtype, device=a.device)
-                gr = torch.view_as_real(ga).view(h, w_, b, cin, 2).permute(4, 2, 3, 0, 1)
-                gx[:, 0].copy_(gr[0])
-                if ctx.conj_input:
-                    torch.neg(gr[1], out=gx[:, 1])
-                else:
-                    gx[:, 1].copy_(gr[1])
-                gx = gx.view(b, 2 * cin, h, w_)
+                gx = _fm_to_planar(ga, conj=ctx.conj_input).view(b, 2 * cin, h, w_)
             else:
                 ga = ga.view(h, w_, b, cin).permute(2, 3, 0, 1)
                 gx = torch.conj_physical(ga) if ctx.conj_input else ga
@@ -264,25 +277,24 @@ def spectral_matmul_planar(x: torch.Tensor, w: torch.Tensor, *, conj_input: bool
 # Index maps of the H x W grid (FFT order), cached per (H, W, device).
 # ------------------------------------------------------------------------------------------
 def _grid_maps64(h: int, w: int) -> np.ndarray:
-    """(5, H*W) int64 rows, all flattened row-major; wf = W//2 + 1, j = k*wf + l (l < wf):
-    0 src:      full position q = (k, l) -> half index of Y[q] (itself, or its mirror's);
-    1 negate:   1 where the full position is a mirrored column (l >= wf), else 0;
-    2 mirror:   the involution q -> (-k mod H, -l mod W) on the full grid;
-    3 half_q:   half index j -> full position (k, l)   (first H*wf entries; rest padding);
-    4 pre:      half index j -> the mirrored full position whose src is j, or H*W (none)."""
+    """(4, H*W) int64 rows (flattened row-major; wf = W//2 + 1; a half index is
+    j = k*wf + l for l < wf; rows of half length are padded with 0):
+    0 src:      full position q = (k, l) -> the half index holding Y[q] (l < wf) or its
+                conjugate Y[-q] (l >= wf);
+    1 half_q:   half index j -> its full position;
+    2 pre:      half index j -> the mirrored full position whose src is j (0 if none);
+    3 has_pre:  1 where row 2 is a real preimage, else 0."""
     wf = w // 2 + 1
     k = np.arange(h)[:, None]
     l = np.arange(w)[None, :]
-    mk, ml = (-k) % h, (-l) % w
     direct = np.broadcast_to(l < wf, (h, w))
-    out = np.full((5, h * w), h * w, dtype=np.int64)
-    out[0] = np.where(direct, k * wf + l, mk * wf + ml).reshape(-1)
-    out[1] = (~direct).reshape(-1)
-    out[2] = (mk * w + ml).reshape(-1)
+    out = np.zeros((4, h * w), dtype=np.int64)
+    out[0] = np.where(direct, k * wf + l, ((-k) % h) * wf + (-l) % w).reshape(-1)
     kh, lh = np.broadcast_to(k, (h, wf)), np.broadcast_to(l[:, :wf], (h, wf))
-    out[3, :h * wf] = (kh * w + lh).reshape(-1)
+    out[1, :h * wf] = (kh * w + lh).reshape(-1)
     has = (lh >= 1) & (w - lh >= wf)
-    out[4, :h * wf] = np.where(has, ((-kh) % h) * w + (w - lh) % w, h * w).reshape(-1)
+    out[2, :h * wf] = np.where(has, ((-kh) % h) * w + (w - lh) % w, 0).reshape(-1)
+    out[3, :h * wf] = has.reshape(-1)
     return out
 
 
@@ -290,10 +302,13 @@ def _grid_maps(h: int, w: int, device) -> torch.Tensor:
     return cached_constant(("grid-maps", h, w), lambda: _grid_maps64(h, w), torch.int64, device)
 
 
-def _part_sign(ndim: int, dtype, device) -> torch.Tensor:
-    """[+1, -1] on dim 1 of an `ndim`-dim planar tensor (B, 2, ...): +Re, -Im."""
-    return cached_constant(("part-sign", ndim), lambda: np.array(
-        [1.0, -1.0]).reshape(1, 2, *([1] * (ndim - 2))), dtype, device)
+def _fill_adjoint_sign(h: int, w: int, dtype, device) -> torch.Tensor:
+    """(1, 2, 1, H*wf): the weight of the mirrored preimage in the adjoint of the Hermitian
+    completion: +1 (Re) / -1 (Im) where a half entry has a mirror, 0 where it has none."""
+    def build():
+        has = _grid_maps64(h, w)[3, :h * (w // 2 + 1)].astype(np.float64)
+        return np.stack([has, -has]).reshape(1, 2, 1, -1)
+    return cached_constant(("fill-adjoint-sign", h, w), build, dtype, device)
 
 
 class _FreqMajorToPlanar(torch.autograd.Function):
@@ -312,11 +327,10 @@ class _FreqMajorToPlanar(torch.autograd.Function):
         half = fp != h * w
         ctx.dims, ctx.half = (fp, b, c, h, w), half
         ctx.save_for_backward(maps)
-        yr = torch.view_as_real(y).permute(1, 3, 2, 0)                  # (B, 2, C, F')
+        planar = _fm_to_planar(y)                                        # (B, 2, C, F')
         if not half:
-            return yr.contiguous().view(b, 2 * c, h, w)
-        src = yr.contiguous().view(b * 2 * c, fp)
-        out = src.index_select(1, maps[0]).view(b, 2, c, h, w)
+            return planar.view(b, 2 * c, h, w)
+        out = planar.view(b * 2 * c, fp).index_select(1, maps[0]).view(b, 2, c, h, w)
         wf = w // 2 + 1
         out[:, 1, :, :, wf:].neg_()
         return out.view(b, 2 * c, h, w)
@@ -328,61 +342,11 @@ class _FreqMajorToPlanar(torch.autograd.Function):
         (maps,) = ctx.saved_tensors
         g = g.contiguous().view(b, 2, c, h * w)
         if ctx.half:
-            gp = F.pad(g, (0, 1)).view(b * 2 * c, h * w + 1)      # zero column: no preimage
-            direct = gp.index_select(1, maps[3, :fp]).view(b, 2, c, fp)
-            mirrored = gp.index_select(1, maps[4, :fp]).view(b, 2, c, fp)
-            g = torch.addcmul(direct, mirrored, _part_sign(4, g.dtype, g.device))
-        gy = torch.empty((fp, b, c, 2), dtype=g.dtype, device=g.device)
-        gy.copy_(g.permute(3, 0, 2, 1))
-        return torch.view_as_complex(gy), None, None, None
-
-
-class _PlanarHermitianHalf(torch.autograd.Function):
-    """Planar (B, 2C, H, W) spectrum Y -> the one-sided half (B, C, H, W//2+1) of its
-    Hermitian part (Y[k] + conj(Y[-k])) / 2, i.e. of the spectrum of Re(ifft2(Y)), so that
-    `irfft2` of it is Re(ifft2(Y)). Backward: the adjoint, via the mirror involution.
-    `maps` = `_grid_maps(h, w)`."""
-
-    @staticmethod
-    def forward(ctx, p, maps, h: int, w: int):
-        b, c2 = p.shape[:2]
-        c, wf = c2 // 2, w // 2 + 1
-        ctx.save_for_backward(maps)
-        ctx.dims = (b, c, h, w)
-        flat = p.contiguous().view(b * c2, h * w)
-        mir = flat.index_select(1, maps[2].view(h, w)[:, :wf].reshape(-1)).view(b, 2, c, h, wf)
-        direct = p.view(b, 2, c, h, w)[..., :wf]
-        out = torch.empty((b, c, h, wf, 2), dtype=p.dtype, device=p.device)
-        torch.add(direct[:, 0], mir[:, 0], out=out[..., 0])
-        torch.sub(direct[:, 1], mir[:, 1], out=out[..., 1])
-        return torch.view_as_complex(out.mul_(0.5))
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g):
-        b, c, h, w = ctx.dims
-        wf = w // 2 + 1
-        (maps,) = ctx.saved_tensors
-        gr = torch.view_as_real(g.contiguous())                          # (B, C, H, wf, 2)
-        full = gr.new_zeros((b, 2, c, h, w))
-        full[:, 0, ..., :wf].copy_(gr[..., 0])
-        full[:, 1, ..., :wf].copy_(gr[..., 1])
-        flat = full.view(b * 2 * c, h * w)
-        mir = flat.index_select(1, maps[2]).view(b, 2, c, h, w)
-        out = torch.addcmul(full, mir, _part_sign(5, full.dtype, g.device)).mul_(0.5)
-        return out.view(b, 2 * c, h, w), None, None, None
-
-
-def planar_maxpool(p: torch.Tensor, kernel: int = 2, size: tuple[int, int] | None = None
-                   ) -> torch.Tensor:
-    """`spectral_maxpool(from_planar(p), kernel, onesided=True)` from a planar spectrum:
-    Re(ifft2(Y)) is computed as irfft2 of the one-sided Hermitian part of Y (half the FFT
-    work of the complex ifft2, no complex copy of the input, a contiguous real map for the
-    max-pool). Same math; tests/test_cemnet.py compares the two."""
-    h, w = (int(n) for n in (p.shape[-2:] if size is None else size))
-    half = _PlanarHermitianHalf.apply(p, _grid_maps(h, w, p.device), h, w)
-    spatial = torch.fft.irfft2(half, s=(h, w))
-    return torch.fft.rfft2(F.max_pool2d(spatial, kernel))
+            flat = g.view(b * 2 * c, h * w)
+            direct = flat.index_select(1, maps[1, :fp]).view(b, 2, c, fp)
+            mirrored = flat.index_select(1, maps[2, :fp]).view(b, 2, c, fp)
+            g = direct.addcmul_(mirrored, _fill_adjoint_sign(h, w, g.dtype, g.device))
+        return _planar_to_fm(g), None, None, None
 
 
 def hermitian_fill(half: torch.Tensor, width: int) -> torch.Tensor:

@@ -2,11 +2,10 @@
 
 Each fast path is checked against the slower formulation it replaces, which the older test
 files prove against independent computations (numpy DFTs, F.conv2d, gradcheck): the planar
-EM product against `spectral_matmul` + `hermitian_fill` + `to_planar`, the planar pool
-sandwich against `spectral_maxpool`, the separable-matrix spectral pooling (with and
-without a separable frequency-dropout mask) against the fft2 definition, and the device-side
-frequency-dropout draw against `frequency_mask` / `sample_cutoff`. float64, gradcheck for
-every hand-written backward.
+EM product against `spectral_matmul` + `hermitian_fill` + `to_planar`, the separable-matrix
+spectral pooling (with and without a separable frequency-dropout mask) against the fft2
+definition, and the device-side frequency-dropout draw against `frequency_mask` /
+`sample_cutoff`. float64, gradcheck for every hand-written backward.
 """
 
 from __future__ import annotations
@@ -14,10 +13,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from methods.fourier import (dft_matrix, frequency_mask, frequency_mask_1d, from_planar,
-                             hermitian_fill, planar_maxpool, sample_cutoff, sample_cutoff_tensor,
-                             spectral_matmul, spectral_matmul_planar, spectral_maxpool,
-                             spectral_pool, to_planar)
+from methods.fourier import (dft_matrix, frequency_mask, frequency_mask_1d, hermitian_fill,
+                             sample_cutoff, sample_cutoff_tensor, spectral_matmul,
+                             spectral_matmul_planar, spectral_pool, to_planar)
 from helpers import rand
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,14 +51,6 @@ def test_planar_em_with_planar_input_equals_reference(hw, conj):
     assert (spectral_matmul_planar(Z, W, conj_input=conj) - ref).abs().max() < 1e-12
     assert gradcheck(lambda a, b: spectral_matmul_planar(a, b, conj_input=conj),
                      (P.requires_grad_(), W.requires_grad_()))
-
-
-@pytest.mark.parametrize("hw", [s for s in SIZES if min(s) >= 2] + [(7, 6), (9, 10)])
-def test_planar_pool_sandwich_equals_complex_one(hw):
-    P = to_planar(rand(2, 3, *hw, complex_=True))
-    ref = spectral_maxpool(from_planar(P), 2, onesided=True)
-    assert (planar_maxpool(P, 2) - ref).abs().max() < 1e-12
-    assert gradcheck(lambda a: planar_maxpool(a, 2), (P.requires_grad_(),))
 
 
 POOL_SIZES = [((32, 32), (27, 27)), ((28, 28), (23, 23)), ((9, 10), (6, 7)), ((8, 8), (1, 1)),
