@@ -206,14 +206,18 @@ def _not_capturable(opt, device: torch.device) -> str:
                     "make_optimizer(..., capturable=True))")
         if not group.get("capturable", False):
             name = type(opt).__name__
-            return (f"torch {torch.__version__.split('+')[0]}'s {name} has no capturable step "
-                    f"(its update reads the lr on the host); use optimizer=rmsprop or adam")
+            if isinstance(opt, torch.optim.SGD):
+                return (f"torch {torch.__version__.split('+')[0]}'s {name} has no capturable "
+                        f"step (its update reads the lr on the host); use optimizer=rmsprop "
+                        f"or adam")
+            return (f"the {name} optimizer was not made capturable (make_optimizer(..., "
+                    f"capturable=True) after the model is on the GPU)")
     return ""
 
 
 def _pin_lr(opt, device: torch.device) -> None:
-    """After `opt.load_state_dict` (a checkpoint read on the CPU) the group's lr may be a
-    host tensor or a float: put it back on `device` (the graph must read it there)."""
+    """After `opt.load_state_dict` (a checkpoint read on the CPU) the group's lr tensor may
+    be a host tensor: put it back on `device` (the graph must read it there)."""
     for group in opt.param_groups:
         lr = group["lr"]
         if isinstance(lr, torch.Tensor) and lr.device != device:

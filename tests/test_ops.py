@@ -397,14 +397,15 @@ def test_fft_cost_is_the_benchfft_figure():
 
 def test_convention_v2_raises_the_fft_share_of_cemnet():
     """Only the FFT category changes between v1 and v2 (it doubles); CEMNet LeNet-5's
-    forward count per image at batch 100 rises by the v1 FFT figure: by about 16% (its
-    FFTs are all per sample: the kernel spectra use DFT matrices, not FFTs)."""
+    forward count per image at batch 100 rises by the v1 FFT figure: by about a quarter
+    (25%; the issue estimated 26%). Its FFTs are all per sample: the kernel spectra use
+    DFT matrices, not FFTs."""
     r = counted("cemnet", "lenet5")
     fft_v2 = r["per_sample"]["breakdown_fwd"]["fft"]
     assert r["breakdown_fwd"]["fft"] == fft_v2
     v2_total = r["per_sample"]["macs_fwd"] + r["batch_fixed"]["macs_fwd"] / 100
     v1_total = v2_total - fft_v2 / 2
-    assert 0.12 < (v2_total - v1_total) / v1_total < 0.2
+    assert 0.2 < (v2_total - v1_total) / v1_total < 0.3
 
 
 @pytest.mark.parametrize("arch,figure,rule", [("lenet5", 692_160, "conv + hidden FC"),
