@@ -15,9 +15,10 @@ batch 100 (the papers' batch). For each (layer, shape) it measures
   (profile_memory=True) records, in time order. This counts memory from torch's CPU
   allocator at operator granularity: scratch space allocated and freed inside one
   operator (e.g. by oneDNN or pocketfft) and Python objects are not included.
-- op counts from harness.ops.count_module_ops (convention sb-macs-v1, at this batch), the
-  achieved GFLOP/s (FLOPs = 2 x MACs, over the measured time), and the fraction of this
-  machine's measured dense float32 matmul peak (a large `a @ b`, median of repeats).
+- op counts from harness.ops.count_module_ops (convention harness.ops.CONVENTION_ID, at
+  this batch), the achieved GFLOP/s (FLOPs = 2 x MACs, over the measured time), and the
+  fraction of this machine's measured dense float32 matmul peak (a large `a @ b`, median
+  of repeats).
 
 Layers come from the method modules (methods/*.py) when they export them; a layer whose
 constructor or call fails (an API that changed) is reported as a row with an error and
@@ -116,6 +117,14 @@ def _cemnet_em(wf: str, onesided: bool):
         x = _spectrum(b, s.cin, s.h, s.w, dev)
         return layer, (x[..., : s.w // 2 + 1].contiguous() if onesided else x,)
     return make
+
+
+def _cemnet_em_planar(s: Shape, b, dev):
+    """An EM layer inside a block (VGG-large's second and third convs): planar input."""
+    from methods.cemnet import EMLayer
+    from methods.fourier import to_planar
+    layer = EMLayer(s.cin, s.cout, s.k, (s.h, s.w), wf="spatial")
+    return layer, (to_planar(_spectrum(b, s.cin, s.h, s.w, dev)),)
 
 
 def _fcnn_conv(s: Shape, b, dev):
@@ -227,6 +236,8 @@ CASES: tuple[Case, ...] = (
          "EMLayer, k x k kernel FFT'd per pass, full-spectrum input"),
     Case("conv", "cemnet-em-spatial-onesided", "conv2d", _cemnet_em("spatial", True),
          "EMLayer, k x k kernel, one-sided (rfft2) input: a block's first EM"),
+    Case("conv", "cemnet-em-spatial-planar", "conv2d", _cemnet_em_planar,
+         "EMLayer, k x k kernel, planar input: an EM layer inside a block"),
     Case("conv", "fcnn-fourier-conv", "conv2d", _fcnn_conv, "methods.fcnn.FourierConv2d"),
     Case("conv", "rippel-spectral-param-conv", "conv2d", _rippel_param_conv,
          "methods.spectral.SpectralParamConv2d (Rippel spectral parameterization)"),
@@ -312,22 +323,21 @@ def time_layer(module, inputs, wrt, device, warmup: int, repeats: int, budget: f
     return statistics.median(fwd), statistics.median(bwd), len(fwd)
 
 
-def peak_memory(module, inputs, wrt, device) -> int:
-    """Bytes allocated at the peak of one forward + backward, beyond the memory before it."""
-    def step():
-        y = module(*inputs)
-        torch.autograd.grad(y, wrt, torch.ones_like(y), allow_unused=True)
-
+def peak_bytes(fn, device) -> int:
+    """Bytes allocated at the peak of `fn()`, beyond the memory allocated before it. GPU:
+    max_memory_allocated after reset_peak_memory_stats. CPU: the peak of the running sum
+    of the allocations and frees torch.profiler records (torch's CPU allocator, operator
+    granularity)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-        step()
+        fn()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated(device) - base
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
+        fn()
     deltas = []
     for e in prof.events():
         if e.name == "[memory]":
@@ -340,6 +350,15 @@ def peak_memory(module, inputs, wrt, device) -> int:
         cur += d
         peak = max(peak, cur)
     return peak
+
+
+def peak_memory(module, inputs, wrt, device) -> int:
+    """Bytes allocated at the peak of one forward + backward, beyond the memory before it."""
+    def step():
+        y = module(*inputs)
+        torch.autograd.grad(y, wrt, torch.ones_like(y), allow_unused=True)
+
+    return peak_bytes(step, device)
 
 
 def matmul_peak_gflops(device, n: int, repeats: int = 5) -> float:

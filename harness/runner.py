@@ -74,10 +74,10 @@ def make_spec(method: str, arch: str | None, dataset: str, overrides: dict[str, 
     return spec
 
 
-def count_ops_safely(model, input_shape) -> dict:
+def count_ops_safely(model, input_shape, arch: str | None = None) -> dict:
     """Op counts for the record; a counting failure is recorded, not fatal to training."""
     try:
-        return count_ops(model, tuple(input_shape))
+        return count_ops(model, tuple(input_shape), arch=arch)
     except Exception as exc:  # noqa: BLE001 - recorded in the result, shown by reports
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -90,8 +90,14 @@ def summary_line(record: dict) -> str:
                 f"test error {100 * m['test_error']:.2f}% (acc {100 * m['test_acc']:.2f}%) after "
                 f"{m['epochs_done']} epochs; train {t['train_s']:.1f}s "
                 f"({t['train_s_per_epoch']:.1f}s/epoch, {t['throughput_img_s']:.0f} img/s)"
-                + unreliable_note(record))
+                + subset_note(record) + unreliable_note(record))
     return f"status {record['status']}: {record.get('reason', '')}"
+
+
+def subset_note(record: dict) -> str:
+    d = record.get("dataset") or {}
+    return (f"; --subset: {d.get('n_train')} train, {d.get('n_test')} test images"
+            if record["spec"].get("subset") else "")
 
 
 def unreliable_note(record: dict) -> str:
@@ -235,6 +241,9 @@ def _execute(spec, *, data_dir, results_dir, device, force, progress, stop_after
         print(f"already done: {directory} (pass --force to run again)", file=sys.stderr)
         return store.read_record(directory)
     dev = resolve_device(device)          # refused before any directory is created
+    if spec.graph == "on" and dev.type != "cuda":
+        raise UserError(f"graph=on: CUDA graphs need a CUDA device; this run is on {dev.type}; "
+                        f"use --set graph=auto or off")
     with run_lock(directory) as created:
         try:
             return _execute_locked(spec, directory, data_dir=data_dir, dev=dev, force=force,
@@ -289,7 +298,7 @@ def _execute_locked(spec, directory, *, data_dir, dev, force, progress, stop_aft
         "method_info": {"description": info.description, "reconstruction": info.reconstruction,
                         **(model.describe() if hasattr(model, "describe") else {})},
         "params": count_params(model),
-        "ops": count_ops_safely(model, data.input_shape),
+        "ops": count_ops_safely(model, data.input_shape, spec.arch),
         "environment": {**environment(dev), "precision": precision},
     }
     try:

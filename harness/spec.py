@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.device import PRECISIONS
+from harness.graph import GRAPH_MODES
 from harness.errors import UserError
 
 # Training options that `--set key=value` may override besides the method's own.
 TRAIN_KEYS = (
     "optimizer", "momentum", "weight_decay", "schedule", "lr_min",
-    "warmup_epochs", "clip_norm", "val_size", "precision",
+    "warmup_epochs", "clip_norm", "val_size", "precision", "graph",
 )
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -49,6 +50,7 @@ class RunSpec:
     clip_norm: float = 0.0       # per-tensor gradient norm clip; 0 = off
     val_size: int = 5000
     precision: str = "fp32"      # fp32 (strict, TF32 off) or tf32: see harness/device.py
+    graph: str = "auto"          # CUDA-graph training step: auto, on, off (harness/graph.py)
     subset: int = 0              # >0: train on the first N training images (quick checks)
     threads: int = 0             # CPU threads; 0 = auto (recorded, not part of the id): see harness/contention.py
     seed: int = 0
@@ -93,6 +95,9 @@ class RunSpec:
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)} "
                             f"(e.g. --set precision=tf32)")
+        if self.graph not in GRAPH_MODES:
+            raise UserError(f"unknown graph mode {self.graph!r}; use one of {', '.join(GRAPH_MODES)} "
+                            f"(e.g. --set graph=off)")
         if self.threads < 0:
             raise UserError(f"--threads must be >= 1 (or 0 for auto), got {self.threads}")
         if self.subset < 0 or self.subset == 1:

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from harness.contention import Monitor
 from harness.device import Timer, activate, peak_memory, reset_peak_memory, sync
 from harness.errors import UserError
+from harness.graph import StepRunner, current_lr
 from harness.store import atomic_write
 
 EVAL_BATCH = 1000
@@ -134,14 +135,28 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def make_optimizer(spec, params) -> torch.optim.Optimizer:
+def make_optimizer(spec, params, capturable: bool = False) -> torch.optim.Optimizer:
+    """The spec's optimizer. `capturable` (for harness.graph.StepRunner): the lr is a
+    device tensor that a CUDA graph reads at every replay, written by the scheduler from
+    values it computes on the host exactly as for a float lr (`initial_lr` stays the float
+    spec.lr); on CUDA the step also runs without host syncs."""
+    params, lr, extra = list(params), spec.lr, {}
+    if capturable:
+        from harness.graph import capturable_options
+        lr, extra = capturable_options(spec, params)
     if spec.optimizer == "rmsprop":
         # Keras defaults (rho 0.9, eps 1e-7), as in the CEMNet authors' code.
-        return torch.optim.RMSprop(params, lr=spec.lr, alpha=0.9, eps=1e-7,
-                                   momentum=spec.momentum, weight_decay=spec.weight_decay)
-    if spec.optimizer == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+        opt = torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=spec.momentum,
+                                  weight_decay=spec.weight_decay, **extra)
+    elif spec.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=spec.weight_decay, **extra)
+    else:
+        opt = torch.optim.SGD(params, lr=lr, momentum=spec.momentum,
+                              weight_decay=spec.weight_decay, **extra)
+    if capturable:
+        for group in opt.param_groups:
+            group["initial_lr"] = spec.lr
+    return opt
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, floor: float) -> float:
@@ -267,7 +282,10 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
                         f"use a larger --subset or a smaller val_size")
     b = min(spec.batch_size, n)
     steps = n // b + (1 if n % b > 1 else 0)   # a final batch of 1 would break BatchNorm
-    opt = make_optimizer(spec, model.parameters())
+    # a CUDA graph reads the lr from a device tensor (harness/graph.py); elsewhere the
+    # optimizer is exactly the eager one
+    opt = make_optimizer(spec, model.parameters(),
+                         capturable=device.type == "cuda" and spec.graph != "off")
     sched = make_scheduler(spec, opt, steps)
     gen = torch.Generator().manual_seed(spec.seed)
     history: list[dict] = []
@@ -297,6 +315,10 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
         monitor.restore(ckpt.get("contention"))
         if progress:
             print(f"resuming from epoch {start_epoch} ({ckpt_path})", file=sys.stderr)
+    # after the resume: the runner moves a restored lr tensor back onto the GPU
+    runner = StepRunner(model, opt, sched, spec.clip_norm, device, mode=spec.graph)
+    if progress and device.type == "cuda" and runner.reason and spec.graph == "auto":
+        print(f"notice: training eagerly, without a CUDA graph: {runner.reason}", file=sys.stderr)
     wall0 = time.perf_counter()
     timing["sessions"] += 1
     timing["warmup_s"] += warm_up(model, data, spec, device)
@@ -319,9 +341,19 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
             idx = perm[i * b:(i + 1) * b]
             xb, yb = x_train[idx], y_train[idx]
             gather.stop()
-            timer.start()
-            loss, corr = train_step(model, opt, sched, xb, yb, spec.clip_norm)
-            timer.stop()
+            if runner.will_capture(len(yb)):
+                # capturing a graph is compile time: timed apart from the training steps
+                sync(device)
+                t0 = time.perf_counter()
+                loss, corr = runner.step(xb, yb)
+                sync(device)
+                timing["capture_s"] = timing.get("capture_s", 0.0) + time.perf_counter() - t0
+                if progress and runner.reason and spec.graph == "auto":
+                    print(f"notice: training eagerly from now on: {runner.reason}", file=sys.stderr)
+            else:
+                timer.start()
+                loss, corr = runner.step(xb, yb)
+                timer.stop()
             loss_sum += loss.double() * len(yb)
             correct += corr
             if progress and i % 50 == 0:
@@ -338,7 +370,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
         timing["data_s"] += data_s
         timing["eval_s"] += eval_s
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": correct.item() / n,
-                        "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"],
+                        "val_loss": val_loss, "val_acc": val_acc, "lr": current_lr(opt),
                         "train_s": train_s, "eval_s": eval_s, "data_s": data_s})
         if progress:
             print(f"epoch {epoch + 1}/{spec.epochs}  train loss {train_loss:.4f} "
@@ -365,6 +397,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test, device)
         timing["test_eval_s"] = time.perf_counter() - t0
         result.test = {"test_loss": test_loss, "test_acc": test_acc, "test_error": 1 - test_acc}
+    timing.update(runner.record())
     result.peak_memory_mb, result.memory_kind = peak_memory(device)
     monitor.sample(epoch_times(history))
     result.contention = monitor.summary(epoch_times(history))

@@ -54,13 +54,20 @@ Implementation (speed; the math above is unchanged, and tests/test_cemnet.py pro
 - One-sided trick: with wf=spatial, the first EM of every block sees the spectrum of a
   real map (the input image or a pooled map) and a real kernel, so its output is
   Hermitian: it is computed on the rfft2 half (W//2+1 columns) and completed by symmetry
-  (`hermitian_fill`). This is exact as a function of the real input and kernel and saves
-  ~40% of the GEMM work. Stages pass the rfft2 half between the pool and the next EM.
-  Layers after the EM (BN, noise, activation) break the symmetry, so they see the full
-  spectrum, as in the paper.
+  (the math of `hermitian_fill`). This is exact as a function of the real input and kernel
+  and saves ~40% of the GEMM work. Stages pass the rfft2 half between the pool and the
+  next EM. Layers after the EM (BN, noise, activation) break the symmetry, so they see the
+  full spectrum, as in the paper.
 - Inside a block the spectrum is "planar" real (B, 2C, H, W) (Re channels, then Im), so
   the two-branch BN is one native BatchNorm2d(2C) and the split activation / noise are
-  plain element-wise ops on contiguous memory.
+  plain element-wise ops on contiguous memory. The EM product reads planar input and
+  writes its planar output (with the symmetric completion) straight from the
+  frequency-major GEMM buffer (`spectral_matmul_planar`); the two noise layers of a block
+  draw their N(1, std) factors in order and apply their product once
+  (`multiplicative_noise`). (Computing the pool's Re(ifft2(Y)) as irfft2 of Y's one-sided
+  Hermitian part was tried: on CPU it is slower than the complex ifft2.)
+- No step builds a tensor on the host or synchronizes with it (DFT matrices and index
+  maps are cached per size, dtype and device): a CUDA graph captures the whole step.
 
 Paper vs code disagreements and the choice made here:
 1. Dropout rate: paper "p = 0.5 for all layers"; MNIST code 0.4 (conv) / 0.5 (FC). Default
@@ -97,7 +104,7 @@ import torch.nn as nn
 from harness.errors import UserError
 from methods import register
 from methods.cnn import ARCHS, LEAKY_SLOPE, VGG_CHANNELS, VGG_CONVS, default_arch, pooled_size
-from methods.fourier import (from_planar, hermitian_fill, kernel_spectrum, spectral_matmul,
+from methods.fourier import (from_planar, hermitian_fill, kernel_spectrum, spectral_matmul_planar,
                              spectral_maxpool, to_planar, wf_project)
 from methods.freqpool import FreqAvgPool
 
@@ -123,11 +130,18 @@ def he_normal_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
     return nn.init.trunc_normal_(t, 0.0, std, -2 * std, 2 * std)
 
 
-def multiplicative_noise(x: torch.Tensor, std: float) -> torch.Tensor:
-    """x times independent N(1, std) noise, one draw per element (a real tensor; for a
-    planar spectrum the Re and Im draws are therefore independent). The noise comes from
-    the global torch RNG: fresh at every call, reproducible under a seed."""
-    return x * torch.randn_like(x).mul_(std).add_(1.0)
+def multiplicative_noise(x: torch.Tensor, *stds: float) -> torch.Tensor:
+    """x times independent N(1, std) noise for each std in turn, one draw per element and
+    std (a real tensor; for a planar spectrum the Re and Im draws are therefore
+    independent). The noise comes from the global torch RNG of x's device: fresh at every
+    call, reproducible under a seed. `normal_(1, std)` draws N(1, std) in one pass; several
+    stds (the block's approximated Leaky ReLU, then its approximated dropout) are drawn in
+    that order and multiplied together first, so x is read and the product written once
+    (and the backward is one product too)."""
+    noise = torch.empty_like(x).normal_(1.0, stds[0])
+    for std in stds[1:]:
+        noise.mul_(torch.empty_like(x).normal_(1.0, std))
+    return x * noise
 
 
 class ApproxDropout(nn.Module):
@@ -207,15 +221,15 @@ class EMLayer(nn.Module):
         return kernel_spectrum(self.weight, self.size, onesided=onesided)
 
     def forward(self, x):
+        """x: complex spectrum (B, Cin, H, W) (or its rfft2 half with `onesided_input`), or a
+        planar real spectrum (B, 2 Cin, H, W) (the previous block's output)."""
         width = self.size[1]
         if self.onesided_input and self.wf == "spatial":
-            y = hermitian_fill(spectral_matmul(x, self.spectrum(onesided=True), conj_input=True),
-                               width)
-        else:
-            if self.onesided_input:
-                x = hermitian_fill(x, width)
-            y = spectral_matmul(x, self.spectrum().to(x.dtype), conj_input=True)
-        return to_planar(y)
+            return spectral_matmul_planar(x, self.spectrum(onesided=True), conj_input=True,
+                                          full_width=width)
+        if self.onesided_input:
+            x = hermitian_fill(x, width)
+        return spectral_matmul_planar(x, self.spectrum(), conj_input=True)
 
     @torch.no_grad()
     def project_(self):
@@ -244,9 +258,13 @@ class CEMBlock(nn.Module):
         self.drop = ApproxDropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x):
-        if not self.first:
-            x = from_planar(x)
-        return self.drop(self.act(self.bn(self.em(x))))
+        y = self.bn(self.em(x))
+        if (self.training and isinstance(self.act, ApproxLeakyReLU) and self.act.std
+                and isinstance(self.drop, ApproxDropout) and self.drop.std):
+            # both layers are multiplicative noise: the same draws, in the same order,
+            # applied as one product (see multiplicative_noise)
+            return multiplicative_noise(y, self.act.std, self.drop.std)
+        return self.drop(self.act(y))
 
 
 class SpectralMaxPool(nn.Module):

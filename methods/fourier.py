@@ -12,7 +12,9 @@ Contents
 - `kernel_spectrum`: fft2 of the padded kernel, by truncated DFT matrices, laid out
   frequency-major for `spectral_matmul`.
 - `spectral_matmul`: the per-frequency complex channel mix, Y[f] = op(X[f]) @ W[f]
-  (the CEMNet EM contraction and the FCNN Fourier convolution).
+  (the CEMNet EM contraction and the FCNN Fourier convolution); `spectral_matmul_planar`
+  the same with a planar result (and planar input allowed), completing a one-sided
+  Hermitian product to the full grid in the same pass.
 - `hermitian_fill`: the full spectrum from its one-sided half (real-signal symmetry).
 - `wf_project`: projection onto spectra of real kernels with K x K top-left support.
 - `spectral_maxpool`: the pool "sandwich" fft2(maxpool(Re(ifft2(Y)))).
@@ -22,19 +24,26 @@ Contents
 - `spectral_crop` / `spectral_pad`: THE spectral-pooling crop (FFT order, any parity, exact
   Nyquist fold with constant c) and its right inverse (zero-padding); tests in
   tests/test_fourier_pooling.py.
-- `spectral_pool`: Rippel's spectral pooling of real maps (scale ortho/mean/none), with the
-  rfft2 fast path proven equal to the fft2 reference.
-- `frequency_mask` / `sample_cutoff` / `dropout_fraction`: frequency dropout (Rippel A.3).
+- `spectral_pool`: Rippel's spectral pooling of real maps (scale ortho/mean/none), with
+  two fast paths proven equal to the fft2 reference: separable real matrices (small maps)
+  and rfft2.
+- `frequency_mask` / `sample_cutoff` / `dropout_fraction`: frequency dropout (Rippel A.3);
+  `frequency_mask_1d` / `sample_cutoff_tensor` its separable, device-side form.
+- `cached_constant`: DFT matrices, pooling operators and index maps, built once per
+  (size, dtype, device), so that no training step builds a tensor on the host (a CUDA
+  graph can capture every layer here; tests/test_capturable.py).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pad_kernel", "support_mask", "kernel_spectrum", "spectral_matmul", "hermitian_fill",
+__all__ = ["pad_kernel", "support_mask", "kernel_spectrum", "spectral_matmul",
+           "spectral_matmul_planar", "hermitian_fill",
            "wf_project", "spectral_maxpool", "to_planar", "from_planar"]
 
 
@@ -62,14 +71,46 @@ def support_mask(size: tuple[int, int], k: int | tuple[int, int], *, device=None
     return m
 
 
+# Constants (DFT matrices, pooling operators, index maps) are built once per (what, size,
+# dtype, device), in float64 on the host, and cached in the compute dtype on the device.
+# A training step then creates no tensor on the host, copies nothing to the device and
+# casts no float64 constant: what a CUDA graph needs (tests/test_capturable.py), and what
+# the old per-call `dft_matrix` wasted on every forward pass.
+_CONSTANTS: dict = {}
+
+
+def cached_constant(key: tuple, build, dtype: torch.dtype, device) -> torch.Tensor:
+    """`build()` (a numpy array or a host tensor, typically float64/complex128) cast to
+    (dtype, device), computed once per (key, dtype, device) and shared: callers must not
+    modify it. Build with numpy (or integer torch ops): op counters must not charge the
+    construction to the model."""
+    device = torch.device(device if device is not None else "cpu")
+    full = (key, dtype, device)
+    t = _CONSTANTS.get(full)
+    if t is None:
+        value = build()
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(np.ascontiguousarray(value))
+        with torch.inference_mode(False), torch.no_grad():
+            t = value.to(device=device, dtype=dtype).contiguous()
+        _CONSTANTS[full] = t
+    return t
+
+
+def _dft_matrix64(n: int, rows: int, cols: int, inverse: bool) -> np.ndarray:
+    """numpy, complex128 (constants are built outside torch, so that no op counter or
+    tracer sees their construction)."""
+    rc = np.remainder(np.arange(rows)[:, None] * np.arange(cols)[None, :], n)
+    return np.exp((1j if inverse else -1j) * (2 * np.pi / n) * rc)
+
+
 def dft_matrix(n: int, rows: int, cols: int, *, dtype=torch.complex64, device=None,
                inverse: bool = False) -> torch.Tensor:
     """The first `rows` x `cols` block of the n-point DFT matrix exp(-+2 pi i r c / n)
-    (unnormalized; `inverse` flips the sign)."""
-    r = torch.arange(rows, dtype=torch.float64)[:, None]
-    c = torch.arange(cols, dtype=torch.float64)[None, :]
-    ang = (2 * math.pi / n) * torch.remainder(r * c, n) * (1 if inverse else -1)
-    return torch.polar(torch.ones_like(ang), ang).to(device=device, dtype=dtype)
+    (unnormalized; `inverse` flips the sign). Computed in float64, cached per
+    (n, rows, cols, inverse, dtype, device): shared, do not modify."""
+    return cached_constant(("dft", n, rows, cols, inverse),
+                           lambda: _dft_matrix64(n, rows, cols, inverse), dtype, device)
 
 
 def kernel_spectrum(w: torch.Tensor, size: tuple[int, int], *, onesided: bool = False
@@ -92,49 +133,101 @@ def kernel_spectrum(w: torch.Tensor, size: tuple[int, int], *, onesided: bool = 
     return spec.permute(2, 3, 0, 1)
 
 
-class _SpectralMatmul(torch.autograd.Function):
-    """Y[b, o, f] = sum_i op(X[b, i, f]) * W[i, o, f], op = conj or identity, as one batched
-    complex GEMM over frequencies f: (F, B, Cin) @ (F, Cin, Cout).
+def _fm_to_planar(y: torch.Tensor, conj: bool = False) -> torch.Tensor:
+    """Frequency-major complex (F, B, C) -> planar real (B, 2, C, F), contiguous (of conj(y)
+    with `conj`). Two passes, a complex transpose then the re/im split, beat one 4-D
+    transpose of the real view on CPU (whose innermost source stride is 2 floats)."""
+    f, b, c = y.shape
+    z = torch.empty((b, c, f), dtype=y.dtype, device=y.device)
+    if conj:
+        torch.conj_physical(y.permute(1, 2, 0), out=z)
+    else:
+        z.copy_(y.permute(1, 2, 0))
+    return torch.view_as_real(z).permute(0, 3, 1, 2).contiguous()
 
+
+def _planar_to_fm(p: torch.Tensor, conj: bool = False) -> torch.Tensor:
+    """Planar real (B, 2, C, F) -> frequency-major complex (F, B, C), contiguous (of the
+    conjugate with `conj`); the inverse of `_fm_to_planar`."""
+    b, _, c, f = p.shape
+    z = torch.view_as_complex(p.permute(0, 2, 3, 1).contiguous())       # (B, C, F)
+    out = torch.empty((f, b, c), dtype=z.dtype, device=z.device)
+    if conj:
+        torch.conj_physical(z.permute(2, 0, 1), out=out)
+    else:
+        out.copy_(z.permute(2, 0, 1))
+    return out
+
+
+class _SpectralMatmul(torch.autograd.Function):
+    """Y[f, b, o] = sum_i op(X[b, i, f]) * W[f, i, o], op = conj or identity, as one batched
+    complex GEMM over frequencies f: (F, B, Cin) @ (F, Cin, Cout). Returns the contiguous
+    frequency-major product (F, B, Cout).
+
+    X is complex NCHW (B, Cin, H, W) or planar real (B, 2 Cin, H, W) (`to_planar` layout).
     Layout: every GEMM operand is made contiguous (`reshape` of a permuted NCHW tensor can
     return a strided view). X is copied once into a contiguous frequency-major (F, B, Cin)
-    buffer, the conjugation fused into that copy; W is used in place when it is already a
-    view of a frequency-major buffer (`kernel_spectrum`). A contiguous layout matters:
-    torch's complex `bmm` on CPU falls back to one copy per frequency matrix on strided
-    inputs, which is what makes the naive `einsum` slow. Backward uses the same buffers:
-    grad_W = A^H G and grad_A = G W^H with A = op(X), grad_X = op(grad_A).
+    buffer, the conjugation (and, for planar input, the re/im interleave) fused into that
+    copy; W is used in place when it is already a view of a frequency-major buffer
+    (`kernel_spectrum`). A contiguous layout matters: torch's complex `bmm` on CPU falls
+    back to one copy per frequency matrix on strided inputs, which is what makes the naive
+    `einsum` slow. Backward uses the same buffers: grad_W = A^H G and grad_A = G W^H with
+    A = op(X), grad_X = op(grad_A), returned in X's layout.
     """
 
     @staticmethod
     def forward(ctx, x, w, conj_input: bool):
-        b, cin, h, w_ = x.shape
-        cout = w.shape[1]
-        a = torch.empty((h, w_, b, cin), dtype=x.dtype, device=x.device)
-        if conj_input:
-            torch.conj_physical(x.permute(2, 3, 0, 1), out=a)
+        planar = not x.is_complex()
+        if planar:
+            b, c2, h, w_ = x.shape
+            cin = c2 // 2
+            ctype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
         else:
-            a.copy_(x.permute(2, 3, 0, 1))
-        a = a.view(h * w_, b, cin)
+            b, cin, h, w_ = x.shape
+            ctype = x.dtype
+        cout = w.shape[1]
+        if planar:
+            a = _planar_to_fm(x.reshape(b, 2, cin, h * w_), conj=conj_input)
+        else:
+            a = torch.empty((h, w_, b, cin), dtype=ctype, device=x.device)
+            if conj_input:
+                torch.conj_physical(x.permute(2, 3, 0, 1), out=a)
+            else:
+                a.copy_(x.permute(2, 3, 0, 1))
+            a = a.view(h * w_, b, cin)
         wm = w.permute(2, 3, 0, 1).reshape(h * w_, cin, cout).contiguous()
         y = torch.bmm(a, wm)
         ctx.save_for_backward(a, wm)
-        ctx.conj_input = conj_input
+        ctx.conj_input, ctx.planar = conj_input, planar
         ctx.dims = (b, cin, h, w_, cout)
-        return y.view(h, w_, b, cout).permute(2, 3, 0, 1)
+        return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         a, wm = ctx.saved_tensors
         b, cin, h, w_, cout = ctx.dims
-        gm = g.permute(2, 3, 0, 1).reshape(h * w_, b, cout).contiguous()
+        gm = g.contiguous()
         gx = gw = None
         if ctx.needs_input_grad[0]:
-            ga = torch.bmm(gm, wm.mH).view(h, w_, b, cin).permute(2, 3, 0, 1)
-            gx = torch.conj_physical(ga) if ctx.conj_input else ga
+            ga = torch.bmm(gm, wm.mH)                              # (F, B, Cin)
+            if ctx.planar:
+                gx = _fm_to_planar(ga, conj=ctx.conj_input).view(b, 2 * cin, h, w_)
+            else:
+                ga = ga.view(h, w_, b, cin).permute(2, 3, 0, 1)
+                gx = torch.conj_physical(ga) if ctx.conj_input else ga
         if ctx.needs_input_grad[1]:
             gw = torch.bmm(a.mH, gm).view(h, w_, cin, cout).permute(2, 3, 0, 1)
         return gx, gw, None
+
+
+def _check_matmul_shapes(x, w):
+    if x.dim() != 4 or w.dim() != 4:
+        raise ValueError(f"expected x (B,Cin,H,W) and w (Cin,Cout,H,W), got {tuple(x.shape)} "
+                         f"and {tuple(w.shape)}")
+    cin = x.shape[1] if x.is_complex() else x.shape[1] // 2
+    if cin != w.shape[0] or x.shape[-2:] != w.shape[-2:]:
+        raise ValueError(f"shape mismatch: x {tuple(x.shape)} vs w {tuple(w.shape)}")
 
 
 def spectral_matmul(x: torch.Tensor, w: torch.Tensor, *, conj_input: bool = False) -> torch.Tensor:
@@ -151,13 +244,109 @@ def spectral_matmul(x: torch.Tensor, w: torch.Tensor, *, conj_input: bool = Fals
     conj_input: grad_W[i,o] = sum_b X[b,i] G[b,o];        grad_X[b,i] = sum_o conj(G[b,o]) W[i,o]
     otherwise:  grad_W[i,o] = sum_b conj(X[b,i]) G[b,o];  grad_X[b,i] = sum_o G[b,o] conj(W[i,o])
     """
-    if x.dim() != 4 or w.dim() != 4:
-        raise ValueError(f"expected x (B,Cin,H,W) and w (Cin,Cout,H,W), got {tuple(x.shape)} "
-                         f"and {tuple(w.shape)}")
-    if x.shape[1] != w.shape[0] or x.shape[-2:] != w.shape[-2:]:
-        raise ValueError(f"shape mismatch: x {tuple(x.shape)} vs w {tuple(w.shape)}")
+    _check_matmul_shapes(x, w)
     dtype = torch.promote_types(x.dtype, w.dtype)
-    return _SpectralMatmul.apply(x.to(dtype), w.to(dtype), conj_input)
+    b, _, h, w_ = x.shape
+    y = _SpectralMatmul.apply(x.to(dtype), w.to(dtype), conj_input)
+    return y.view(h, w_, b, -1).permute(2, 3, 0, 1)
+
+
+def spectral_matmul_planar(x: torch.Tensor, w: torch.Tensor, *, conj_input: bool = False,
+                           full_width: int | None = None) -> torch.Tensor:
+    """`spectral_matmul` with a planar real result (B, 2 Cout, H, W) (`to_planar` layout),
+    written straight from the frequency-major GEMM output (one pass, no complex NCHW
+    intermediate). x: complex (B, Cin, H, W') or planar real (B, 2 Cin, H, W'); w: complex
+    (Cin, Cout, H, W').
+
+    `full_width` = W: x and w are one-sided halves (W' = W//2 + 1) of the spectra of real
+    signals, so the product is the one-sided half of a Hermitian spectrum; the output is
+    the full H x W spectrum, completed by Y[-k] = conj(Y[k]) in the same pass (as
+    `hermitian_fill`, whose math this is)."""
+    _check_matmul_shapes(x, w)
+    if x.is_complex():
+        x = x.to(torch.promote_types(x.dtype, w.dtype))
+    ctype = x.dtype if x.is_complex() else (torch.complex128 if x.dtype == torch.float64
+                                            else torch.complex64)
+    h, w_ = (int(n) for n in x.shape[-2:])      # plain ints: traced sizes break the tracer
+    y = _SpectralMatmul.apply(x, w.to(ctype), conj_input)        # (F', B, Cout)
+    width = full_width or w_
+    return _FreqMajorToPlanar.apply(y, _grid_maps(h, width, y.device), h, width)
+
+
+# ------------------------------------------------------------------------------------------
+# Index maps of the H x W grid (FFT order), cached per (H, W, device).
+# ------------------------------------------------------------------------------------------
+def _grid_maps64(h: int, w: int) -> np.ndarray:
+    """(4, H*W) int64 rows (flattened row-major; wf = W//2 + 1; a half index is
+    j = k*wf + l for l < wf; rows of half length are padded with 0):
+    0 src:      full position q = (k, l) -> the half index holding Y[q] (l < wf) or its
+                conjugate Y[-q] (l >= wf);
+    1 half_q:   half index j -> its full position;
+    2 pre:      half index j -> the mirrored full position whose src is j (0 if none);
+    3 has_pre:  1 where row 2 is a real preimage, else 0."""
+    wf = w // 2 + 1
+    k = np.arange(h)[:, None]
+    l = np.arange(w)[None, :]
+    direct = np.broadcast_to(l < wf, (h, w))
+    out = np.zeros((4, h * w), dtype=np.int64)
+    out[0] = np.where(direct, k * wf + l, ((-k) % h) * wf + (-l) % w).reshape(-1)
+    kh, lh = np.broadcast_to(k, (h, wf)), np.broadcast_to(l[:, :wf], (h, wf))
+    out[1, :h * wf] = (kh * w + lh).reshape(-1)
+    has = (lh >= 1) & (w - lh >= wf)
+    out[2, :h * wf] = np.where(has, ((-kh) % h) * w + (w - lh) % w, 0).reshape(-1)
+    out[3, :h * wf] = has.reshape(-1)
+    return out
+
+
+def _grid_maps(h: int, w: int, device) -> torch.Tensor:
+    return cached_constant(("grid-maps", h, w), lambda: _grid_maps64(h, w), torch.int64, device)
+
+
+def _fill_adjoint_sign(h: int, w: int, dtype, device) -> torch.Tensor:
+    """(1, 2, 1, H*wf): the weight of the mirrored preimage in the adjoint of the Hermitian
+    completion: +1 (Re) / -1 (Im) where a half entry has a mirror, 0 where it has none."""
+    def build():
+        has = _grid_maps64(h, w)[3, :h * (w // 2 + 1)].astype(np.float64)
+        return np.stack([has, -has]).reshape(1, 2, 1, -1)
+    return cached_constant(("fill-adjoint-sign", h, w), build, dtype, device)
+
+
+class _FreqMajorToPlanar(torch.autograd.Function):
+    """Frequency-major complex (F', B, C) -> planar real (B, 2C, H, W).
+
+    F' = H*W: a transpose. F' = H*(W//2+1): the one-sided half of a Hermitian spectrum,
+    completed in the same pass by a gather (index `src`) and a sign flip of the mirrored
+    imaginary parts. Backward: the adjoint (each half entry has at most two preimages: its
+    own position and its mirror), returned contiguous frequency-major for the GEMM.
+    `maps` = `_grid_maps(h, w)` (an input, not a closure, so that the TorchScript tracer
+    of the op counter sees it)."""
+
+    @staticmethod
+    def forward(ctx, y, maps, h: int, w: int):
+        fp, b, c = y.shape
+        half = fp != h * w
+        ctx.dims, ctx.half = (fp, b, c, h, w), half
+        ctx.save_for_backward(maps)
+        planar = _fm_to_planar(y)                                        # (B, 2, C, F')
+        if not half:
+            return planar.view(b, 2 * c, h, w)
+        out = planar.view(b * 2 * c, fp).index_select(1, maps[0]).view(b, 2, c, h, w)
+        wf = w // 2 + 1
+        out[:, 1, :, :, wf:].neg_()
+        return out.view(b, 2 * c, h, w)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        fp, b, c, h, w = ctx.dims
+        (maps,) = ctx.saved_tensors
+        g = g.contiguous().view(b, 2, c, h * w)
+        if ctx.half:
+            flat = g.view(b * 2 * c, h * w)
+            direct = flat.index_select(1, maps[1, :fp]).view(b, 2, c, fp)
+            mirrored = flat.index_select(1, maps[2, :fp]).view(b, 2, c, fp)
+            g = direct.addcmul_(mirrored, _fill_adjoint_sign(h, w, g.dtype, g.device))
+        return _planar_to_fm(g), None, None, None
 
 
 def hermitian_fill(half: torch.Tensor, width: int) -> torch.Tensor:
@@ -183,7 +372,15 @@ def wf_project(w: torch.Tensor, k: int | tuple[int, int]) -> torch.Tensor:
     projection the CEMNet MNIST code applies to its frequency-domain weights every step.
     """
     spatial = torch.fft.ifft2(w).real
-    mask = support_mask(tuple(w.shape[-2:]), k, device=w.device, dtype=spatial.dtype)
+    size = tuple(w.shape[-2:])
+    kh, kw = (k, k) if isinstance(k, int) else k
+
+    def build():
+        m = np.zeros(size)
+        m[:kh, :kw] = 1.0
+        return m
+
+    mask = cached_constant(("support", size, kh, kw), build, spatial.dtype, w.device)
     return torch.fft.fft2(spatial * mask)
 
 
@@ -222,6 +419,23 @@ def from_planar(p: torch.Tensor) -> torch.Tensor:
 POOL_SCALES = ("ortho", "mean", "none")
 
 
+def _crop_plan(n_in: int, n_out: int) -> list[tuple]:
+    """The crop of one axis as output pieces, in order: ("take", start, length) copies input
+    bins; ("fold", i, j) is one output bin fold_c * (X[i] + X[j]). Shared by `_crop_axis`
+    (tensors) and `_crop_matrix` (the same map as a matrix)."""
+    if not 1 <= n_out < n_in:
+        raise ValueError(f"cannot crop a spectrum axis of {n_in} to {n_out}; need 1 <= size <= {n_in}")
+    pos, neg = (n_out + 1) // 2, n_out // 2          # bins 0..pos-1 and -neg..-1
+    plan = [("take", 0, pos)]
+    if n_out % 2 == 0:                                # pos == neg == n: fold +-n into bin n
+        plan.append(("fold", pos, n_in - neg))
+        if neg > 1:
+            plan.append(("take", n_in - neg + 1, neg - 1))
+    elif neg:
+        plan.append(("take", n_in - neg, neg))
+    return plan
+
+
 def _crop_axis(x: torch.Tensor, dim: int, n_out: int, fold_c: float) -> torch.Tensor:
     """Keep signed frequencies -floor(n_out/2) .. ceil(n_out/2)-1 of `dim` (FFT order in and out).
 
@@ -231,17 +445,26 @@ def _crop_axis(x: torch.Tensor, dim: int, n_out: int, fold_c: float) -> torch.Te
     n_in = x.shape[dim]
     if n_out == n_in:
         return x
-    if not 1 <= n_out < n_in:
-        raise ValueError(f"cannot crop a spectrum axis of {n_in} to {n_out}; need 1 <= size <= {n_in}")
-    pos, neg = (n_out + 1) // 2, n_out // 2          # bins 0..pos-1 and -neg..-1
-    parts = [x.narrow(dim, 0, pos)]
-    if n_out % 2 == 0:                                # pos == neg == n: fold +-n into bin n
-        parts.append(fold_c * (x.narrow(dim, pos, 1) + x.narrow(dim, n_in - neg, 1)))
-        if neg > 1:
-            parts.append(x.narrow(dim, n_in - neg + 1, neg - 1))
-    elif neg:
-        parts.append(x.narrow(dim, n_in - neg, neg))
+    parts = [x.narrow(dim, a, b) if kind == "take" else
+             fold_c * (x.narrow(dim, a, 1) + x.narrow(dim, b, 1))
+             for kind, a, b in _crop_plan(n_in, n_out)]
     return torch.cat(parts, dim)
+
+
+def _crop_matrix(n_in: int, n_out: int, fold_c: float) -> np.ndarray:
+    """`_crop_axis` of one axis as an (n_out, n_in) float64 matrix."""
+    if n_out == n_in:
+        return np.eye(n_in)
+    c = np.zeros((n_out, n_in))
+    row = 0
+    for kind, a, b in _crop_plan(n_in, n_out):
+        if kind == "take":
+            c[np.arange(row, row + b), np.arange(a, a + b)] = 1.0
+            row += b
+        else:
+            c[row, a] = c[row, b] = fold_c
+            row += 1
+    return c
 
 
 def _pad_axis(y: torch.Tensor, dim: int, n_out: int, fold_c: float) -> torch.Tensor:
@@ -315,27 +538,98 @@ def _pool_norm(scale: str) -> str:
             from None
 
 
+MATMUL_POOL_MAX = 64   # maps up to this size pool by the separable matrices (see below)
+POOL_PATHS = ("auto", "matmul", "rfft2", "fft2")
+
+
+def _axis_pool_basis64(n_in: int, n_out: int, fold_c: float, scale: str) -> np.ndarray:
+    """E (n_out, n_out, n_in), float64: the 1-D spectral pooling of one axis split by
+    output frequency k, E[k] = Re(g_k (C F)_k), with F the n_in-point DFT, C the crop and
+    Nyquist fold (`_crop_matrix`), g_k column k of the n_out-point inverse DFT, each scaled
+    as `scale` prescribes for that axis. For a symmetric mask m (m_k = m_-k) the masked
+    operator P_m = sum_k m_k E[k] maps real signals to real signals (its imaginary part is
+    0), so the real part is the whole operator."""
+    norm = _pool_norm(scale)
+    f = _dft_matrix64(n_in, n_in, n_in, False)
+    g = _dft_matrix64(n_out, n_out, n_out, True)
+    if norm == "ortho":
+        f, g = f / math.sqrt(n_in), g / math.sqrt(n_out)
+    elif norm == "forward":
+        f = f / n_in
+    else:
+        g = g / n_out
+    cf = _crop_matrix(n_in, n_out, fold_c) @ f               # (n_out, n_in)
+    return (g.T[:, :, None] * cf[:, None, :]).real           # [k, j, i] = g[j, k] cf[k, i]
+
+
+def _axis_pool_basis(n_in, n_out, fold_c, scale, dtype, device) -> torch.Tensor:
+    return cached_constant(("pool-basis", n_in, n_out, float(fold_c), scale),
+                           lambda: _axis_pool_basis64(n_in, n_out, fold_c, scale), dtype, device)
+
+
+def _axis_pool_matrix(n_in, n_out, fold_c, scale, dtype, device) -> torch.Tensor:
+    """The unmasked 1-D pooling operator P (n_out x n_in) = sum_k E[k], cached."""
+    return cached_constant(("pool-matrix", n_in, n_out, float(fold_c), scale),
+                           lambda: _axis_pool_basis64(n_in, n_out, fold_c, scale).sum(0),
+                           dtype, device)
+
+
+def _masked_axis_matrix(m: torch.Tensor, n_in, n_out, fold_c, scale, dtype, device):
+    basis = _axis_pool_basis(n_in, n_out, fold_c, scale, dtype, device)
+    return (m.to(dtype) @ basis.view(n_out, n_out * n_in)).view(n_out, n_in)
+
+
 def spectral_pool(x: torch.Tensor, size, *, fold_c: float = 0.5, scale: str = "ortho",
-                  onesided: bool = True, mask: torch.Tensor | None = None) -> torch.Tensor:
+                  onesided: bool = True, mask=None, path: str = "auto") -> torch.Tensor:
     """Spectral pooling of real maps (..., M, N) -> (..., H, W): Re(iDFT(mask * crop(DFT(x)))).
 
     `spectral_crop` does the crop and Nyquist fold; `scale` the normalization (see
-    `_pool_norm`); `mask` (H x W, FFT order, e.g. `frequency_mask`) is applied to the cropped
-    spectrum (frequency dropout). `onesided=True` is the fast path: rfft2, rows cropped and
-    folded as in the reference, the one-sided columns 0..W//2 kept and, for even W < N, the
-    Nyquist column folded explicitly using Hermitian symmetry,
-        Y[k, W/2] = c (R[k, W/2] + conj(R[-k mod H, W/2])),
-    then irfft2. It equals the fft2 reference (`onesided=False`) for every parity
-    (tests/test_fourier_pooling.py); a naive rfft crop without that fold is off by O(1).
+    `_pool_norm`); `mask` (FFT order, e.g. `frequency_mask`) is applied to the cropped
+    spectrum (frequency dropout): an H x W tensor, or a separable pair (rows (H,), cols
+    (W,)) of symmetric 1-D masks, meaning their outer product.
+
+    `path` picks the computation; every path is the same linear operator
+    (tests/test_fourier_pooling.py proves each against independent references):
+    - "fft2" (also `onesided=False`): the definition, fft2 -> crop -> mask -> ifft2 -> Re.
+    - "rfft2": rfft2, rows cropped and folded as in the reference, the one-sided columns
+      0..W//2 kept and, for even W < N, the Nyquist column folded explicitly using
+      Hermitian symmetry, Y[k, W/2] = c (R[k, W/2] + conj(R[-k mod H, W/2])), then irfft2
+      (a naive rfft crop without that fold is off by O(1)).
+    - "matmul": the operator is separable and real: x -> P x Q^T with P (H x M) and Q
+      (W x N) the 1-D poolings of each axis (`_axis_pool_basis`; a separable mask enters
+      as P = sum_k m_k E_k). Two real GEMMs per batch instead of two FFTs, a crop and a
+      fold: ~2 (HMN + HNW) MACs per map, which beats pocketfft/cuFFT on small maps.
+    - "auto" (default, `onesided=True`): "matmul" for maps up to MATMUL_POOL_MAX pixels a
+      side unless `mask` is a full 2-D tensor, else "rfft2".
     """
     if x.is_complex():
         raise ValueError("spectral_pool takes real maps; use spectral_crop on spectra")
     h, w = _size2(size)
-    m, n = x.shape[-2:]
+    m, n = (int(v) for v in x.shape[-2:])       # plain ints (the tracer hands out tensors)
     if not (1 <= h <= m and 1 <= w <= n):
         raise ValueError(f"cannot pool {m}x{n} maps to {h}x{w}")
+    if path not in POOL_PATHS:
+        raise ValueError(f"unknown pooling path {path!r}; use one of {', '.join(POOL_PATHS)}")
     norm = _pool_norm(scale)
+    separable = isinstance(mask, (tuple, list))
     if not onesided:
+        path = "fft2"
+    elif path == "auto":
+        path = "matmul" if (max(m, n) <= MATMUL_POOL_MAX and (mask is None or separable)) \
+            else "rfft2"
+    if separable and path != "matmul":
+        mask = mask[0][:, None] * mask[1][None, :]
+    if path == "matmul":
+        if mask is not None and not separable:
+            raise ValueError("the matmul pooling path takes a separable mask (rows, cols)")
+        args = (fold_c, scale, x.dtype, x.device)
+        if mask is None:
+            p, q = _axis_pool_matrix(m, h, *args), _axis_pool_matrix(n, w, *args)
+        else:
+            p, q = _masked_axis_matrix(mask[0], m, h, *args), \
+                _masked_axis_matrix(mask[1], n, w, *args)
+        return torch.matmul(p, torch.matmul(x, q.mT))
+    if path == "fft2":
         y = spectral_crop(torch.fft.fft2(x, norm=norm), (h, w), fold_c=fold_c)
         if mask is not None:
             y = y * mask
@@ -384,10 +678,28 @@ def sample_cutoff(n: int, low_fraction: float, generator: torch.Generator | None
     return low_fraction * n + u * (1.0 - low_fraction) * n
 
 
+def sample_cutoff_tensor(n: int, low_fraction: float, *, device=None,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """`sample_cutoff` drawn and kept on `device` (a 0-dim float32 tensor): no host sync,
+    so a CUDA graph can replay it (the default CUDA generator advances per replay). On the
+    CPU it consumes the global generator exactly as `sample_cutoff` does."""
+    u = torch.rand((), device=device, generator=generator)
+    return u * ((1.0 - low_fraction) * n) + low_fraction * n
+
+
+def frequency_mask_1d(n: int, cutoff, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """One axis of `frequency_mask`: 1 where 2 |k| <= cutoff (signed frequency k, FFT
+    order). The L-inf square is separable: frequency_mask = outer(rows, cols)."""
+    two_k = cached_constant(("two-k", n), lambda: 2 * np.minimum(np.arange(n), n - np.arange(n)),
+                            torch.int64, device)
+    return (two_k <= cutoff).to(dtype)
+
+
 def dropout_fraction(m: int, num_layers: int, alpha: float, beta: float) -> float:
     """Rippel's layer-dependent lower fraction c_m = alpha + (m / M) (beta - alpha), m = 1..M."""
     return alpha + (m / num_layers) * (beta - alpha)
 
 
-__all__ += ["POOL_SCALES", "spectral_crop", "spectral_pad", "spectral_pool", "signed_frequency",
-            "frequency_mask", "sample_cutoff", "dropout_fraction"]
+__all__ += ["POOL_SCALES", "POOL_PATHS", "spectral_crop", "spectral_pad", "spectral_pool",
+            "signed_frequency", "frequency_mask", "frequency_mask_1d", "sample_cutoff",
+            "sample_cutoff_tensor", "dropout_fraction", "cached_constant"]

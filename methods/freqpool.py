@@ -179,6 +179,16 @@ class FreqAvgPool(nn.Module):
         kern = _kernel2d((h, w), (kernel, kernel), align, torch.complex128, None,
                          scale=NORM_SCALE[norm](s))
         self.register_buffer("dirichlet", kern, persistent=False)
+        self._cast: tuple | None = None   # (dtype, device, kernel cast to it): cast once
+
+    def _kernel_as(self, dtype) -> torch.Tensor:
+        """The kernel in the compute dtype, cast once per (dtype, device), not per call."""
+        d = self.dirichlet
+        if d.dtype == dtype:
+            return d
+        if self._cast is None or self._cast[:2] != (dtype, d.device):
+            self._cast = (dtype, d.device, d.to(dtype))
+        return self._cast[2]
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         if self.planar_input:
@@ -187,7 +197,7 @@ class FreqAvgPool(nn.Module):
             raise ValueError(f"FreqAvgPool built for {self.size}, got {tuple(y.shape[-2:])}")
         h, w = self.size
         s = self.stride
-        z = _block_sum(y * self.dirichlet.to(y.dtype), s, s)
+        z = _block_sum(y * self._kernel_as(y.dtype), s, s)
         if self.real_part:
             z = hermitian_part(z)
         if self.onesided:

@@ -49,6 +49,7 @@ import torch.nn as nn
 
 from harness.errors import UserError
 from methods import register, skeleton
+from methods.fourier import cached_constant
 
 PADDINGS = ("zeros", "circular")
 
@@ -119,7 +120,12 @@ class HartleyConv2d(nn.Conv2d):
                                      persistent=False)
 
     def _mats(self, key: str, dtype):
-        return [getattr(self, f"{key}_{n}").to(dtype) for n in ("c1", "s1", "c2p", "c2m")]
+        # cast once per dtype and device, not per call (cached_constant): the float64
+        # buffers are the exact constants, the cast copies are shared by equal layers
+        ident = ("hartley", self.size, self.grid, self.kernel_size[0], key)
+        return [cached_constant(ident + (n,), lambda n=n: getattr(self, f"{key}_{n}"), dtype,
+                                getattr(self, f"{key}_{n}").device)
+                for n in ("c1", "s1", "c2p", "c2m")]
 
     def kernel_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(E, O): even and odd parts of the DHT of the circular kernel, (Cout, Cin, L1, L2)."""

@@ -69,6 +69,7 @@ import torch.nn.functional as F
 
 from harness.errors import UserError
 from methods import register, skeleton
+from methods.fourier import cached_constant
 
 NODE_SETS = ("standard", "chebyshev")
 TILES = (2, 4, 6)
@@ -174,7 +175,10 @@ class RealNodeConv2d(nn.Conv2d):
         th, tw = -(-h // m), -(-w // m)
         x = F.pad(x, (p, tw * m + r - 1 - w - p, p, th * m + r - 1 - h - p))
         d = x.unfold(2, n, m).unfold(3, n, m)                    # (B, C, th, tw, n, n) tiles
-        bt, at, g = self.BT.to(x.dtype), self.AT.to(x.dtype), self.G.to(x.dtype)
+        # cast once per dtype and device, not per call (the float64 buffers stay exact)
+        ident = ("realnode", self.tile, r, self.nodes)
+        bt, at, g = (cached_constant(ident + (name,), lambda name=name: getattr(self, name), x.dtype,
+                                     x.device) for name in ("BT", "AT", "G"))
         v = sandwich(bt, d, bt)                                   # B^T d B
         u = sandwich(g, self.weight, g)                           # G g G^T: (Cout, C, n, n)
         cout = u.shape[0]

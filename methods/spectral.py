@@ -15,7 +15,8 @@ recollection, [C] reimplementations). Registered methods:
 
 Operators (one implementation each, in methods/fourier.py, tested in
 tests/test_fourier_pooling.py): `spectral_crop` (FFT order, any parity, Nyquist fold with
-constant c, default 1/2), `spectral_pool` (rfft2 fast path equal to the fft2 reference),
+constant c, default 1/2), `spectral_pool` (fast paths equal to the fft2 reference: two real
+GEMMs with the separable pooling operators on maps up to 64 px, else rfft2),
 `frequency_mask` / `sample_cutoff` / `dropout_fraction`.
 
 Choices (the paper's supplement with TREATCORNERCASES is not available to us):
@@ -63,8 +64,8 @@ import torch.nn.functional as F
 from harness.errors import UserError
 from methods import cnn as cnn_methods
 from methods import register
-from methods.fourier import (POOL_SCALES, dropout_fraction, frequency_mask, sample_cutoff,
-                             spectral_pool)
+from methods.fourier import (MATMUL_POOL_MAX, POOL_SCALES, dropout_fraction, frequency_mask_1d,
+                             sample_cutoff_tensor, spectral_pool)
 
 RIPPEL_ARCHS = ("rippel-deep", "rippel-generic", "rippel-sp")
 PARAM_ARCHS = RIPPEL_ARCHS + cnn_methods.ARCHS
@@ -76,8 +77,11 @@ class SpectralPool2d(nn.Module):
 
     `dropout_low` = c_m enables frequency dropout: in training mode one cutoff
     R ~ U[c_m n, n] (n = max(size)) is drawn per forward call (= per mini-batch) from the
-    global torch RNG and the cropped spectrum is multiplied by `frequency_mask(size, R)`.
-    In eval mode no mask is applied.
+    global torch RNG of the input's device and the cropped spectrum is multiplied by
+    `frequency_mask(size, R)`. The draw stays on the device (`last_cutoff` is a 0-dim
+    tensor) and the mask is applied in its separable form (rows x cols of the L-inf
+    square), so the layer has no host sync and a CUDA graph replays a fresh cutoff each
+    step. In eval mode no mask is applied.
     """
 
     def __init__(self, size, *, fold_c: float = 0.5, scale: str = "ortho", onesided: bool = True,
@@ -85,15 +89,16 @@ class SpectralPool2d(nn.Module):
         super().__init__()
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.fold_c, self.scale, self.onesided, self.dropout_low = fold_c, scale, onesided, dropout_low
-        self.last_cutoff: float | None = None
+        self.last_cutoff: torch.Tensor | None = None
 
     def forward(self, x):
         mask = None
         if self.training and self.dropout_low is not None:
-            n = max(self.size)
-            self.last_cutoff = sample_cutoff(n, self.dropout_low)
-            if self.last_cutoff < n:
-                mask = frequency_mask(self.size, self.last_cutoff, device=x.device, dtype=x.dtype)
+            h, w = self.size
+            cutoff = sample_cutoff_tensor(max(h, w), self.dropout_low, device=x.device)
+            self.last_cutoff = cutoff
+            mask = (frequency_mask_1d(h, cutoff, device=x.device, dtype=x.dtype),
+                    frequency_mask_1d(w, cutoff, device=x.device, dtype=x.dtype))
         return spectral_pool(x, self.size, fold_c=self.fold_c, scale=self.scale,
                              onesided=self.onesided, mask=mask)
 
@@ -211,7 +216,8 @@ def rippel_sp(input_shape, num_classes, *, blocks, gamma, alpha, beta, freq_drop
     info = {"arch": "rippel-sp", "map_sizes": [[h, w]] + [list(s) for s in sizes],
             "filters": [sp_filters(m, max_filters) for m in range(1, blocks + 1)] + [top],
             "freq_dropout_low_fraction": lows, "pool_scale": scale, "fold_c": fold_c,
-            "pool_path": "rfft2" if onesided else "fft2"}
+            "pool_path": "fft2" if not onesided else (
+                "matmul" if max(h, w) <= MATMUL_POOL_MAX else "rfft2")}
     return he_init_(RippelNet(*layers, info=info))
 
 

@@ -28,6 +28,7 @@ PUBLISHED_KEYS = {"method", "arch", "dataset", "metric", "value", "source", "con
 BENCH_OUT = Path(__file__).resolve().parent.parent / "benchmarks" / "out"
 APPROX_CSV = BENCH_OUT / "approx_error.csv"
 LAYER_CSV = BENCH_OUT / "layer_bench.csv"
+STEP_CSV = BENCH_OUT / "step_bench.csv"
 
 
 # --------------------------------------------------------------------------- published
@@ -147,6 +148,8 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
                       setting_no: dict) -> pd.DataFrame:
     """Each published number beside our measurement of the same (method, arch, dataset),
     one row per setting of ours (settings are never pooled)."""
+    from harness.ops import CONVENTION_ID
+
     rows = []
     for _, p in published.iterrows():
         ours = summary[(summary["method"] == p["method"]) & (summary["arch"] == p["arch"])
@@ -155,6 +158,8 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
             flags = []
             if not p["comparable"]:
                 flags.append("not comparable (convention/setting differs)")
+            if p["metric"] in ("macs_fwd", "macs_bwd") and o.get("ops_convention") != CONVENTION_ID:
+                flags.append(f"ours counted under {o.get('ops_convention')}, not {CONVENTION_ID}")
             if p["metric"] == "test_error" and p["epochs"] and o["epochs"] != p["epochs"]:
                 flags.append(f"budget differs: paper {p['epochs']} epochs, ours {fmt_num(o['epochs'])}")
             if p["metric"] == "test_error" and o["subset"]:
@@ -174,8 +179,10 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
                         paper_conv = sel["macs_fwd_paper"].dropna().iloc[0]
                 ours_txt = fmt_num(ours_val, 4) + (f" (paper convention: {fmt_num(paper_conv, 4)})"
                                                    if paper_conv else "")
-                diff = (f"{100 * (ours_val / p['value'] - 1):+.1f}%"
-                        if ours_val and not math.isnan(ours_val) else "–")
+                # a comparable figure is the paper's layers only: compare like with like
+                ref_val = paper_conv if (paper_conv and p["comparable"]) else ours_val
+                diff = (f"{100 * (ref_val / p['value'] - 1):+.1f}%"
+                        if ref_val and not math.isnan(ref_val) else "–")
                 paper_txt = fmt_num(p["value"], 4)
             else:
                 ours_txt, diff, paper_txt = "–", "–", fmt_num(p["value"])
@@ -408,6 +415,8 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
                                     figdir / f"layer_bench_{store.slug(str(group))}.png")
                 if path:
                     blocks.append(("img", path, f"Layer speed benchmark, {group} ({LAYER_CSV.name})"))
+    if STEP_CSV.exists():
+        blocks += step_bench_blocks(pd.read_csv(STEP_CSV), figdir)
     problems = runs[runs["status"] != "complete"]
     if "history_error" in runs:   # complete, but its learning curve is missing
         bad = runs[runs["history_error"].notna() & (runs["status"] == "complete")]
@@ -423,3 +432,42 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
     store.atomic_write(md, lambda f: f.write(to_markdown(blocks, out_dir).encode()))
     store.atomic_write(htm, lambda f: f.write(to_html(blocks, title).encode()))
     return md, htm
+
+
+STEP_COLUMNS = {"method": "method", "variant": "arch", "device_name": "device",
+                "threads": "threads", "precision": "precision", "train_ms": "train ms",
+                "train_graph_ms": "graph ms", "infer_ms": "infer ms", "peak_mb": "peak MB",
+                "baseline": "baseline", "train_ratio": "train ×", "train_graph_ratio": "graph ×",
+                "infer_ratio": "infer ×", "peak_ratio": "peak mem ×",
+                "frac_peak_train": "train % of matmul peak", "capture": "capture"}
+
+
+def step_bench_blocks(df: pd.DataFrame, figdir: Path) -> list:
+    """The step benchmark (benchmarks/step_bench.py): a table and, per device, training-step
+    time by method for each architecture."""
+    from harness import store
+
+    if df.empty or not {"method", "arch", "train_ms"} <= set(df.columns):
+        return []
+    if "error" in df:
+        df = df[df["error"].isna()]
+    cols = [c for c in STEP_COLUMNS if c in df.columns]
+    table = df[cols].copy()
+    for c in cols:
+        if c == "frac_peak_train":
+            table[c] = [f"{100 * v:.1f}%" if v == v else "–" for v in table[c]]
+        elif c.endswith(("_ms", "_mb", "_ratio")):
+            table[c] = [f"{v:.3g}" if v == v else "–" for v in table[c]]
+    blocks = [("h2", "Step benchmark"),
+              ("p", f"benchmarks/step_bench.py ({STEP_CSV.name}): one training step "
+                    f"(forward, loss, backward, optimizer) at batch {df['batch'].iloc[0]}, eager "
+                    f"and (on CUDA) replayed from a CUDA graph; ×: ratio to the baseline of the "
+                    f"same architecture; op counts {', '.join(sorted(df['convention'].unique()))}."),
+              ("table", table.rename(columns=STEP_COLUMNS))]
+    for i, (dev, g) in enumerate(df.groupby("device_name")):
+        path = figures.bars(g, "arch", "train_ms", "method",
+                            f"Training step (ms) on {dev}, batch {g['batch'].iloc[0]}",
+                            figdir / f"step_bench_{i}_{store.slug(str(dev))}.png")
+        if path:
+            blocks.append(("img", path, f"Step benchmark on {dev} ({STEP_CSV.name})"))
+    return blocks

@@ -1,0 +1,354 @@
+"""Training-step benchmark (issue 14): every registered (method, arch) beside its CNN.
+
+For each (method, arch) with its default options, at batch 100 on the architecture's
+dataset shape (MNIST 1x28x28 for `lenet5` and `rippel-sp`, CIFAR 3x32x32 otherwise):
+
+- training-step ms: `harness.train.train_step` eagerly (the harness's own step: forward,
+  cross-entropy, backward, optimizer step, scheduler, `after_optimizer_step`), and on CUDA
+  replayed from a CUDA graph (`harness.graph.StepRunner`, mode "on"); median of
+  `--repeats` after `--warmup` steps. GPU: CUDA events around each step + synchronize;
+  CPU: time.perf_counter.
+- inference ms: the model in eval mode under no_grad, as `harness.train.evaluate`.
+- memory: `resident_mb` (parameters, gradients, optimizer state, buffers after warm-up)
+  and `step_peak_mb`, the peak of one training step above that (`layer_bench.peak_bytes`:
+  the CUDA allocator on a GPU, torch's CPU allocator via the profiler on CPU); `peak_mb`
+  is their sum.
+- the ratio of each of these to the baseline of the same architecture (`baseline`): the
+  `cnn` where it exists, the LeNet-5 CNN for `rippel-sp` (the same MNIST input), the
+  spatial twin `spatial-param` for the other Rippel nets and the RGB variant of
+  `dct-select` for `resnet20`.
+- achieved GFLOP/s from the op counts (harness.ops, convention in the `convention`
+  column: per image at this batch, forward + backward for a step, forward for inference;
+  FLOPs = 2 MACs) and as a fraction of this device's measured dense float32 matmul peak
+  (`layer_bench.matmul_peak_gflops`).
+- `capture`: "ok", or why the step cannot be captured in a CUDA graph (on CUDA the capture
+  itself; on CPU `harness.graph.capture_hazards`).
+- the precision policy (`precision`: fp32 = TF32 off for cuBLAS and cuDNN; tf32) and the
+  CPU thread count, in every row.
+
+Writes benchmarks/out/step_bench.csv (the reports pick it up) and prints a Markdown table.
+
+    python benchmarks/step_bench.py --quick                 # CPU smoke run, about a minute
+    python benchmarks/step_bench.py --threads 2             # every (method, arch), CPU
+    python benchmarks/step_bench.py --device cuda           # eager and graph, GPU
+    python benchmarks/step_bench.py --methods cnn,cemnet --archs lenet5,vgg-small
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+import methods  # noqa: E402
+from benchmarks.layer_bench import Timer, matmul_peak_gflops, peak_bytes  # noqa: E402
+from harness import ops  # noqa: E402
+from harness.graph import StepRunner, capture_hazards  # noqa: E402
+from harness.spec import RunSpec  # noqa: E402
+from harness.train import make_optimizer, make_scheduler, train_step  # noqa: E402
+
+DEFAULT_OUT = ROOT / "benchmarks" / "out" / "step_bench.csv"
+MNIST_ARCHS = ("lenet5", "rippel-sp")
+QUICK = {"methods": ("cnn", "cemnet", "cemnet-no-wf-bn-dropout", "fcnn", "spectral-pooling"),
+         "archs": ("lenet5", "vgg-small", "rippel-sp")}
+FIELDS = ["method", "arch", "variant", "input", "batch", "device", "device_name", "threads",
+          "precision", "tf32_matmul", "tf32_cudnn", "repeats", "train_ms", "train_graph_ms",
+          "infer_ms", "resident_mb", "step_peak_mb", "peak_mb", "mem_method", "baseline",
+          "train_ratio", "train_graph_ratio", "infer_ratio", "peak_ratio", "params",
+          "macs_fwd_per_image", "macs_bwd_per_image", "gflops_train", "gflops_train_graph",
+          "gflops_infer", "frac_peak_train", "frac_peak_train_graph", "frac_peak_infer",
+          "matmul_peak_gflops", "capture", "torch", "convention", "error"]
+
+
+def input_shape(arch: str) -> tuple[int, int, int]:
+    return (1, 28, 28) if arch in MNIST_ARCHS else (3, 32, 32)
+
+
+def baseline_of(method: str, arch: str) -> tuple[str, str, dict] | None:
+    """(method, arch, hparams) that a row's ratios are taken against."""
+    if arch in methods.get("cnn").archs:
+        return "cnn", arch, {}
+    if arch == "rippel-sp":
+        return "cnn", "lenet5", {}
+    if arch.startswith("rippel"):
+        return "spatial-param", arch, {}
+    if method == "dct-select":
+        return "dct-select", arch, {"input": "rgb"}
+    return None
+
+
+def label(method: str, arch: str, hp: dict) -> str:
+    extra = ",".join(f"{k}={v}" for k, v in sorted(hp.items()))
+    return f"{method}/{arch}" + (f"[{extra}]" if extra else "")
+
+
+def set_precision(policy: str, device: torch.device) -> dict:
+    """fp32: TF32 off for cuBLAS and cuDNN (strict float32); tf32: on. Returns the flags."""
+    tf32 = policy == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    on_gpu = device.type == "cuda"
+    return {"precision": policy, "tf32_matmul": tf32 and on_gpu, "tf32_cudnn": tf32 and on_gpu}
+
+
+def build(method: str, arch: str, hp: dict, device, batch: int, steps: int,
+          capturable: bool = False):
+    shape = input_shape(arch)
+    spec = RunSpec(method, arch, "bench", batch_size=batch,
+                   hparams=methods.resolve_hparams(method, arch, hp))
+    torch.manual_seed(0)
+    model = methods.build(spec, shape, 10).to(device).train()
+    opt = make_optimizer(spec, model.parameters(), capturable=capturable)
+    sched = make_scheduler(spec, opt, steps)
+    return spec, model, opt, sched, shape
+
+
+def data(shape, batch: int, device):
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(batch, *shape, generator=g).to(device),
+            torch.randint(0, 10, (batch,), generator=g).to(device))
+
+
+def timed(fn, device, warmup: int, repeats: int, budget: float) -> tuple[float, int]:
+    """Median seconds of fn() over `repeats` calls after `warmup` calls; fewer repeats (at
+    least 1) when the case would take more than `budget` seconds."""
+    timer = Timer(device)
+    _, first = timer(fn)
+    if (warmup + repeats) * first > budget:
+        repeats, warmup = max(1, int(budget / max(first, 1e-9)) - 1), min(warmup, 1)
+    for _ in range(warmup - 1):
+        fn()
+    times = [timer(fn)[1] for _ in range(repeats)]
+    return statistics.median(times), len(times)
+
+
+def resident_bytes(model, opt) -> int:
+    seen, total = set(), 0
+    tensors = list(model.parameters()) + list(model.buffers())
+    tensors += [p.grad for p in model.parameters() if p.grad is not None]
+    tensors += [v for st in opt.state.values() for v in st.values() if torch.is_tensor(v)]
+    for t in tensors:
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def per_image(counts: dict, key: str, batch: int) -> float:
+    return counts["per_sample"][key] + counts["batch_fixed"][key] / batch
+
+
+def run_case(method: str, arch: str, hp: dict, args, device, peak: float, prec: dict) -> dict:
+    row = {"method": method, "arch": arch, "variant": label(method, arch, hp).split("/", 1)[1],
+           "batch": args.batch, "device": str(device), "device_name": device_name(device),
+           "threads": torch.get_num_threads(), **prec, "matmul_peak_gflops": round(peak, 1),
+           "torch": torch.__version__, "convention": ops.CONVENTION_ID, "error": "",
+           "mem_method": "cuda max_memory_allocated" if device.type == "cuda"
+           else "torch.profiler CPU allocations"}
+    try:
+        steps = 10 ** 6                  # a long cosine: the lr barely moves while timing
+        spec, model, opt, sched, shape = build(method, arch, hp, device, args.batch, steps)
+        row["input"] = "x".join(map(str, shape))
+        counts = ops.count_ops(copy.deepcopy(model).cpu(), shape, arch=arch)
+        xb, yb = data(shape, args.batch, device)
+        t_train, reps = timed(lambda: train_step(model, opt, sched, xb, yb, spec.clip_norm),
+                              device, args.warmup, args.repeats, args.budget)
+        row["resident_mb"] = resident_bytes(model, opt) / 2 ** 20
+        step_peak = peak_bytes(lambda: train_step(model, opt, sched, xb, yb, spec.clip_norm),
+                               device)
+        model.eval()
+        with torch.no_grad():
+            t_infer, _ = timed(lambda: model(xb), device, args.warmup, args.repeats, args.budget)
+        row.update(repeats=reps, train_ms=t_train * 1e3, infer_ms=t_infer * 1e3,
+                   step_peak_mb=step_peak / 2 ** 20, params=ops.count_params(model))
+        row["peak_mb"] = row["resident_mb"] + row["step_peak_mb"]
+        fwd = per_image(counts, "macs_fwd", args.batch)
+        bwd = per_image(counts, "macs_bwd", args.batch)
+        row.update(macs_fwd_per_image=round(fwd), macs_bwd_per_image=round(bwd))
+        row["gflops_train"] = 2 * (fwd + bwd) * args.batch / t_train / 1e9
+        row["gflops_infer"] = 2 * fwd * args.batch / t_infer / 1e9
+        row["frac_peak_train"] = row["gflops_train"] / peak
+        row["frac_peak_infer"] = row["gflops_infer"] / peak
+        del model, opt, sched
+        row["capture"] = capture_row(method, arch, hp, args, device, row, fwd + bwd)
+    except Exception as exc:  # noqa: BLE001 - report the case and go on
+        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    return row
+
+
+def capture_row(method, arch, hp, args, device, row, macs_step) -> str:
+    """On CUDA: time the graph-replayed step (filling the graph columns); on CPU: the
+    capture probe. Returns "ok" or why the step cannot be captured."""
+    if device.type != "cuda":
+        _, model, _, _, shape = build(method, arch, hp, "cpu", 2, 10)
+        xb, yb = data(shape, 2, "cpu")
+        found = capture_hazards(model, xb, yb)
+        return "ok" if not found else "; ".join(found)[:300]
+    spec, model, opt, sched, shape = build(method, arch, hp, device, args.batch, 10 ** 6,
+                                           capturable=True)
+    runner = StepRunner(model, opt, sched, spec.clip_norm, device, mode="auto")
+    xb, yb = data(shape, args.batch, device)
+    for _ in range(runner.warmup):
+        runner.step(xb, yb)
+    t_graph, _ = timed(lambda: runner.step(xb, yb), device, args.warmup, args.repeats,
+                       args.budget)
+    rec = runner.record()
+    if rec["step_mode"] != "graph":
+        return rec["step_mode_reason"][:300]
+    row["train_graph_ms"] = t_graph * 1e3
+    row["gflops_train_graph"] = 2 * macs_step * args.batch / t_graph / 1e9
+    row["frac_peak_train_graph"] = row["gflops_train_graph"] / row["matmul_peak_gflops"]
+    return "ok"
+
+
+def add_ratios(rows: list[dict]) -> None:
+    by = {(r["method"], r["arch"], r["variant"]): r for r in rows if not r["error"]}
+    for r in rows:
+        base = baseline_of(r["method"], r["arch"])
+        if r["error"] or base is None:
+            continue
+        ref = by.get((base[0], base[1], label(*base).split("/", 1)[1]))
+        if ref is None:
+            continue
+        r["baseline"] = label(*base)
+        for key, ref_key in (("train_ratio", "train_ms"), ("infer_ratio", "infer_ms"),
+                             ("peak_ratio", "peak_mb"), ("train_graph_ratio", "train_graph_ms")):
+            a, b = r.get(ref_key), ref.get(ref_key)
+            if a and b:
+                r[key] = a / b
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()}"
+
+
+def cases(args) -> list[tuple[str, str, dict]]:
+    want_m = [m for m in args.methods.split(",") if m] or (
+        list(QUICK["methods"]) if args.quick else methods.names())
+    want_a = [a for a in args.archs.split(",") if a] or (
+        list(QUICK["archs"]) if args.quick else None)
+    out = []
+    for m in want_m:
+        for a in methods.get(m).archs:
+            if want_a is None or a in want_a:
+                out.append((m, a, {}))
+    for m, a, _ in list(out):                  # every row needs its baseline
+        base = baseline_of(m, a)
+        if base is not None and base not in out:
+            out.append(base)
+    return out
+
+
+def markdown(rows: list[dict], peak: float, device) -> str:
+    from tabulate import tabulate
+
+    def f(v, fmt="{:.1f}"):
+        return fmt.format(v) if isinstance(v, (int, float)) and v == v else ""
+
+    head = ["method/arch", "train ms", "graph ms", "infer ms", "peak MB", "baseline",
+            "train x", "graph x", "infer x", "peak x", "GFLOP/s", "% peak", "capture"]
+    table = []
+    for r in rows:
+        name = f"{r['method']}/{r['variant']}"
+        if r["error"]:
+            table.append([name, "error: " + r["error"][:70]] + [""] * (len(head) - 2))
+            continue
+        table.append([name, f(r.get("train_ms")), f(r.get("train_graph_ms")),
+                      f(r.get("infer_ms")), f(r.get("peak_mb")), r.get("baseline", ""),
+                      f(r.get("train_ratio"), "{:.2f}"), f(r.get("train_graph_ratio"), "{:.2f}"),
+                      f(r.get("infer_ratio"), "{:.2f}"), f(r.get("peak_ratio"), "{:.2f}"),
+                      f(r.get("gflops_train")), f(100 * r.get("frac_peak_train", float("nan"))),
+                      (r.get("capture") or "")[:40]])
+    r0 = rows[0] if rows else {}
+    title = (f"Step benchmark on {device_name(device)}, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads, precision {r0.get('precision', '?')}, batch "
+             f"{r0.get('batch', '?')}; dense float32 matmul peak {peak:.1f} GFLOP/s; ops "
+             f"{ops.CONVENTION_ID}; 'x' = ratio to the baseline of the same architecture")
+    return title + "\n\n" + tabulate(table, headers=head, tablefmt="github")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: cnn, cemnet, cemnet-no-wf-bn-dropout, fcnn, "
+                         "spectral-pooling on lenet5/vgg-small/rippel-sp, 1 warm-up, 3 repeats")
+    ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda[:N]")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads (torch.set_num_threads; default: torch's current)")
+    ap.add_argument("--methods", default="", help="comma-separated methods (default: all)")
+    ap.add_argument("--archs", default="", help="comma-separated architectures (default: all)")
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default 3, quick 1)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed steps (default 10, quick 3)")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds of timing per measurement before repeats are cut "
+                         "(default 30, quick 10)")
+    ap.add_argument("--precision", choices=("fp32", "tf32"), default="fp32",
+                    help="fp32 (TF32 off, default) or tf32 for cuBLAS/cuDNN")
+    ap.add_argument("--matmul-n", type=int, default=None,
+                    help="matmul size for the peak (default 4096 CPU, 8192 GPU; quick 1024)")
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help="CSV path")
+    args = ap.parse_args(argv)
+    dev = args.device
+    if dev == "auto":
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = torch.device(dev)
+    if args.device.type == "cuda" and args.device.index is None:
+        args.device = torch.device("cuda", torch.cuda.current_device())
+    q = args.quick
+    args.warmup = args.warmup if args.warmup is not None else (1 if q else 3)
+    args.repeats = args.repeats or (3 if q else 10)
+    args.budget = args.budget or (10.0 if q else 30.0)
+    args.matmul_n = args.matmul_n or (1024 if q else (8192 if args.device.type == "cuda"
+                                                      else 4096))
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.type == "cuda":
+        torch.cuda.set_device(args.device)
+    prec = set_precision(args.precision, args.device)
+    t0 = time.perf_counter()
+    peak = matmul_peak_gflops(args.device, args.matmul_n)
+    rows = []
+    for method, arch, hp in cases(args):
+        row = run_case(method, arch, hp, args, args.device, peak, prec)
+        rows.append(row)
+        status = row["error"] or (f"train {row['train_ms']:.1f} ms"
+                                  + (f", graph {row['train_graph_ms']:.1f} ms"
+                                     if row.get("train_graph_ms") else "")
+                                  + f", infer {row['infer_ms']:.1f} ms, capture {row['capture'][:60]}")
+        print(f"{label(method, arch, hp):40s} {status}", file=sys.stderr, flush=True)
+    add_ratios(rows)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (round(v, 4) if isinstance(v, float) else v)
+                             for k, v in ((k, r.get(k, "")) for k in FIELDS)})
+    print(markdown(rows, peak, args.device))
+    print(f"\nwrote {out} ({len(rows)} rows) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
