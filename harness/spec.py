@@ -214,7 +214,8 @@ def load_suite(path: str, budget: str | None = None) -> Suite:
     Format: a `[suite]` table (name, description, dataset, seeds, default_budget),
     `[budgets.<name>]` tables of training keys, and `[[runs]]` tables whose list
     values expand as a product (method, arch, dataset, seeds and training keys;
-    `hparams` holds method options, also expanded when lists).
+    `hparams` holds method options, also expanded when lists). A run with
+    `budgets = [...]` belongs to those budgets only.
     """
     import itertools
     import tomllib
@@ -261,9 +262,17 @@ def load_suite(path: str, budget: str | None = None) -> Suite:
     specs: list[RunSpec] = []
     for i, run in enumerate(runs):
         where = f"{p}: runs[{i}]"
-        _check_table(run, where, RUN_KEYS)
+        _check_table(run, where, RUN_KEYS + ("budgets",))
         if "method" not in run:
             raise UserError(f"{where}: missing 'method'")
+        only = run.get("budgets")   # a run that belongs to some budgets only (e.g. not the CPU one)
+        if only is not None:
+            if not isinstance(only, list) or not all(isinstance(b, str) and b in budgets for b in only):
+                raise UserError(f"{where}: budgets must be a list of this suite's budgets "
+                                f"({', '.join(budgets)}), got {only!r}")
+            if budget not in only:
+                continue
+        run = {k: v for k, v in run.items() if k != "budgets"}
         merged = {"dataset": head.get("dataset"), "seeds": head.get("seeds", [0]), **base, **run}
         if merged["dataset"] is None:
             raise UserError(f"{where}: no dataset; set it in [suite] or in the run")
@@ -287,5 +296,8 @@ def load_suite(path: str, budget: str | None = None) -> Suite:
                 raise UserError(f"{where}: {exc}") from None
             except TypeError as exc:
                 raise UserError(f"{where}: bad value ({exc})") from None
+    if not specs:
+        raise UserError(f"{p}: budget {budget!r} has no runs: every [[runs]] table names other "
+                        f"budgets; add {budget!r} to a run's budgets list")
     return Suite(name=head.get("name", p.stem), description=head.get("description", ""),
                  path=str(p), budgets=budgets, budget=budget, specs=tuple(specs))

@@ -35,6 +35,7 @@ import submitit
 from harness import schedule, store
 from harness.__main__ import main
 from harness.errors import UserError
+from harness.spec import load_suite
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "slurm-local.sh"
@@ -564,3 +565,29 @@ def test_local_concurrency_limit_is_respected(local_run):
     assert len(intervals) == 3
     assert max_overlap(intervals) == 2      # the limit, and it was used
     print(f"\nlocal suite (3 runs, 2 at a time): {local_run['seconds']:.1f} s")
+
+
+def test_a_run_can_belong_to_some_budgets_only(tmp_path):
+    suite = write_suite(tmp_path / "b.toml", """
+        [suite]
+        name = "b"
+        dataset = "synthetic"
+        [budgets.cpu]
+        epochs = 1
+        [budgets.gpu]
+        epochs = 2
+        [[runs]]
+        method = "cnn"
+        [[runs]]
+        method = "cemnet"
+        budgets = ["gpu"]
+        """)
+    assert [s.method for s in load_suite(str(suite), "cpu").specs] == ["cnn"]
+    assert [s.method for s in load_suite(str(suite), "gpu").specs] == ["cnn", "cemnet"]
+    bad = write_suite(tmp_path / "c.toml", suite.read_text().replace('["gpu"]', '["tpu"]'))
+    with pytest.raises(UserError, match="budgets must be a list of this suite's budgets"):
+        load_suite(str(bad), "cpu")
+    none = write_suite(tmp_path / "d.toml", suite.read_text().replace('method = "cnn"',
+                                                                      'method = "cnn"\nbudgets = ["gpu"]'))
+    with pytest.raises(UserError, match="has no runs"):
+        load_suite(str(none), "cpu")
