@@ -70,6 +70,15 @@ def precision_policy(spec: dict, env: dict) -> str:
     return str(p) if p else UNKNOWN
 
 
+def precision_flags(env: dict) -> str:
+    """The TF32 flags in force during the run, as recorded (environment.precision)."""
+    f = env.get("precision") or {}
+    if "tf32_matmul" not in f:
+        return UNKNOWN
+    return (f"TF32 matmul {'on' if f['tf32_matmul'] else 'off'}, "
+            f"cuDNN {'on' if f.get('tf32_cudnn') else 'off'}")
+
+
 def at_batch(ops: dict, key: str, batch: int | None):
     """MACs per image at batch size `batch`: per_sample + batch_fixed / batch."""
     ps, bf = ops.get("per_sample") or {}, ops.get("batch_fixed") or {}
@@ -98,7 +107,7 @@ def run_row(directory: Path, rec: dict) -> dict:
         "params": rec.get("params"),
         "n_train": ds.get("n_train"), "n_val": ds.get("n_val"), "n_test": ds.get("n_test"),
         "subset": int(spec.get("subset") or 0),
-        "precision": precision_policy(spec, env),
+        "precision": precision_policy(spec, env), "precision_flags": precision_flags(env),
         "threads": int(threads) if threads is not None else -1,
         "device_class": device_class(env),
         # per image at the run's batch size: the per-batch work (e.g. weight FFTs) is shared
@@ -110,6 +119,8 @@ def run_row(directory: Path, rec: dict) -> dict:
         "ops_error": ops.get("error"),
         "train_s": t.get("train_s"), "train_s_per_epoch": t.get("train_s_per_epoch"),
         "throughput_img_s": t.get("throughput_img_s"), "step_mode": t.get("step_mode"),
+        "wall_s": t.get("wall_s"), "data_load_s": t.get("data_load_s"),
+        "test_eval_s": t.get("test_eval_s"), "sessions": t.get("sessions"),
         "unreliable": bool(cont.get("unreliable", False)),
         "unreliable_reasons": "; ".join(map(str, cont.get("reasons") or [])),
         "peak_mb": (rec.get("memory") or {}).get("peak_mb"),

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import UserError
-from reports import aggregate, figures
+from reports import aggregate, figures, reproduction
 
 PUBLISHED = Path(__file__).with_name("published.toml")
 PUBLISHED_KEYS = {"method", "arch", "dataset", "metric", "value", "source", "convention",
@@ -165,7 +165,11 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
             if p["metric"] == "test_error" and o["subset"]:
                 flags.append(f"ours trained on a subset ({fmt_size(o['n_train'], False)} train, "
                              f"{fmt_size(o['n_test'], False)} test images)")
+            verdict = f"not comparable: {p['metric']} is not measured here"
             if p["metric"] == "test_error":
+                verdict = reproduction.test_error_verdict(
+                    p["value"], int(p["epochs"] or 0), bool(p["comparable"]), p["convention"],
+                    row_stats(o), bool(o["subset"]), float(o["epochs"]))
                 ours_txt = fmt_stat(row_stats(o))
                 diff = f"{100 * (o['test_error_mean'] - p['value']):+.2f} pp"
                 paper_txt = f"{100 * p['value']:.2f}%"
@@ -179,6 +183,8 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
                         paper_conv = sel["macs_fwd_paper"].dropna().iloc[0]
                 ours_txt = fmt_num(ours_val, 4) + (f" (paper convention: {fmt_num(paper_conv, 4)})"
                                                    if paper_conv else "")
+                verdict = reproduction.macs_verdict(p["value"], paper_conv, bool(p["comparable"]),
+                                                    p["convention"])
                 # a comparable figure is the paper's layers only: compare like with like
                 ref_val = paper_conv if (paper_conv and p["comparable"]) else ours_val
                 diff = (f"{100 * (ref_val / p['value'] - 1):+.1f}%"
@@ -190,6 +196,7 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
                          "metric": p["metric"], "paper": paper_txt, "ours": ours_txt,
                          "ours: setting": setting_no[o["cohort"]],
                          "ours: budget": f"{o['budget']} (n={int(o['n'])})", "difference": diff,
+                         "verdict": verdict,
                          "flag": "; ".join(flags) or "", "source": p["source"],
                          "paper convention": p["convention"]})
     return pd.DataFrame(rows)
@@ -274,6 +281,8 @@ def footer(runs: pd.DataFrame) -> pd.DataFrame:
         "devices": sorted(done["device"].dropna().unique()),
         "threads": sorted({int(t) for t in done["threads"].dropna() if t >= 0}) or ["unrecorded"],
         "precision policies": sorted(done["precision"].dropna().unique()),
+        "precision flags (as recorded)": sorted(done["precision_flags"].dropna().unique())
+        if "precision_flags" in done else ["unrecorded"],
         "torch": sorted(done["torch"].dropna().unique()),
         "python": sorted(done["python"].dropna().unique()),
         "git SHAs": sorted({f"{s[:10]}{' (dirty)' if d else ''}"
@@ -303,7 +312,8 @@ def header_text() -> str:
 
 def write_report(source: str, out: str, results_dir=None, budget: str | None = None,
                  baseline: str = "cnn", progress: bool = True) -> tuple[Path, Path]:
-    """Write report.md, report.html and figures/ for a suite file or a results directory."""
+    """Write report.md, report.html, figures/, runs.csv (one row per run) and
+    environment.json for a suite file or a results directory."""
     from harness import store
 
     out_dir = Path(out)
@@ -369,6 +379,8 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
                      "of ours. Flags mark different budgets, subsets and numbers whose convention "
                      "does not match ours."),
                ("table", pvm)]
+    blocks += ablation_blocks(runs, setting_no)
+    blocks += cost_blocks(runs, summary, setting_no)
     blocks.append(("h2", "Figures"))
     per_dataset = summary.groupby("dataset")["cohort"].nunique() if not summary.empty else {}
     for c in cohorts:
@@ -431,6 +443,10 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
     htm = out_dir / "report.html"
     store.atomic_write(md, lambda f: f.write(to_markdown(blocks, out_dir).encode()))
     store.atomic_write(htm, lambda f: f.write(to_html(blocks, title).encode()))
+    if "method" in runs:
+        write_run_table(runs, out_dir)
+    env = {r["item"]: r["value"] for _, r in footer(runs).iterrows()}
+    store.write_json(out_dir / "environment.json", env)
     return md, htm
 
 
@@ -440,6 +456,79 @@ STEP_COLUMNS = {"method": "method", "variant": "arch", "device_name": "device",
                 "baseline": "baseline", "train_ratio": "train ×", "train_graph_ratio": "graph ×",
                 "infer_ratio": "infer ×", "peak_ratio": "peak mem ×",
                 "frac_peak_train": "train % of matmul peak", "capture": "capture"}
+
+
+def ablation_blocks(runs: pd.DataFrame, setting_no: dict) -> list:
+    """Does removing each component hurt? Paired by seed, per setting (reproduction.py)."""
+    effects = reproduction.ablation_effects(runs, reproduction.load_ablations(PUBLISHED))
+    effects = effects[effects["cohort"].isin(setting_no)] if not effects.empty else effects
+    if effects.empty:
+        return []
+    table = pd.DataFrame([{
+        "setting": setting_no[e["cohort"]], "ablation": e["ablation"],
+        "with → without": f"{e['with']} → {e['without']}", "arch": e["arch"],
+        "n pairs": e["n_pairs"], "Δ test error (without − with)": fmt_stat(e["diff"], signed=True),
+        "paper Δ": f"{100 * e['paper_diff']:+.2f} pp", "verdict": e["verdict"],
+        "source": e["source"]} for _, e in effects.iterrows()])
+    return [("h2", "Ablations"),
+            ("p", "The change in test error when one component is removed, paired by seed within "
+                  "a setting (without − with), with the 95% t-interval of the paired differences "
+                  "(n ≥ 3). 'Hurts' means the interval lies above 0; the paper's own difference "
+                  "(800 epochs) is shown beside it."),
+            ("table", table)]
+
+
+def cost_blocks(runs: pd.DataFrame, summary: pd.DataFrame, setting_no: dict) -> list:
+    """Minutes per run and per setting, from the records, and the paper's budget projected."""
+    cost = reproduction.cost_table(runs, summary)
+    if cost.empty:
+        return []
+    blocks = [("h2", "Cost"),
+              ("p", "Wall-clock minutes per run on its device (warm-up, training, evaluation, "
+                    "checkpoints and data loading, from the records), the total of the setting, "
+                    "and one run projected to the papers' 800 epochs from the measured minutes "
+                    "per epoch. † marks rows with a run whose timing is flagged unreliable.")]
+    for c in [c for c in setting_no if c in set(cost["cohort"])]:
+        part = cost[cost["cohort"] == c]
+        blocks += [("h3", f"Setting {setting_no[c]}: {part['device'].iloc[0]}"),
+                   ("table", pd.DataFrame([{
+                       "method": r["method"], "arch": r["arch"], "variant": r["variant"] or "–",
+                       "runs": int(r["runs"]), "min/run": fmt_fixed(r["min_per_run"], 1)
+                       + (" †" if r["unreliable"] else ""),
+                       "min/epoch": fmt_fixed(r["min_per_epoch"], 2),
+                       "h per run at 800 epochs": fmt_fixed(r["hours_at_paper_budget"], 1)}
+                       for _, r in part.iterrows()])),
+                   ("p", f"Setting {setting_no[c]} in all: {part['min_total'].sum():.0f} minutes "
+                         f"for {int(part['runs'].sum())} runs; at 800 epochs "
+                         f"{(part['hours_at_paper_budget'] * part['runs']).sum():.0f} hours.")]
+    if STEP_CSV.exists():
+        proj = reproduction.step_projection(pd.read_csv(STEP_CSV), 45000, 5000, 800)
+        if not proj.empty:
+            blocks += [("p", f"CIFAR-10 Table 2 at the paper's budget (800 epochs, 45,000 training "
+                             f"images), projected from the step benchmark ({STEP_CSV.name}): "
+                             f"training steps plus one validation pass per epoch."),
+                       ("table", pd.DataFrame([{
+                           "method": r["method"], "arch": r["arch"], "device": r["device"],
+                           "step": r["step"], "ms/step": fmt_fixed(r["ms_per_step"], 1),
+                           "h per run": fmt_fixed(r["hours_per_run"], 1)}
+                           for _, r in proj.iterrows()]))]
+    return blocks
+
+
+RUN_COLUMNS = ("run_id", "method", "arch", "variant", "dataset", "budget", "seed", "status",
+               "epochs_done", "test_error", "val_acc", "n_train", "n_test", "subset", "params",
+               "macs_fwd", "macs_bwd", "ops_convention", "train_s", "train_s_per_epoch",
+               "throughput_img_s", "wall_s", "peak_mb", "device", "threads", "precision",
+               "step_mode", "unreliable", "unreliable_reasons", "git_sha", "git_dirty", "torch")
+
+
+def write_run_table(runs: pd.DataFrame, out_dir: Path) -> Path:
+    """runs.csv: one row per run, the numbers behind every table (no paths)."""
+    cols = [c for c in RUN_COLUMNS if c in runs.columns]
+    path = out_dir / "runs.csv"
+    runs[cols].sort_values([c for c in ("method", "arch", "budget", "seed") if c in cols]) \
+        .to_csv(path, index=False)
+    return path
 
 
 def step_bench_blocks(df: pd.DataFrame, figdir: Path) -> list:
