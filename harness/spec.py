@@ -2,6 +2,11 @@
 
 The run id is derived from the canonical spec without the seed, plus the seed, so
 that re-running an identical spec finds its finished result (DESIGN.md, "Run identity").
+The hash is taken over `to_dict()` as canonical JSON: a field added to RunSpec changes
+every run id unless it is left out of the hash, so new fields need care.
+
+This module only validates and hashes a spec; turning user input (flags, `--set`
+text, suite files) into one is `harness.suite`.
 """
 
 from __future__ import annotations
@@ -158,146 +163,21 @@ def parse_value(text: str, like: Any = None) -> Any:
     return text
 
 
-def split_assignments(items: list[str]) -> dict[str, str]:
-    """Turn ["a=1", "b=x"] into {"a": "1", "b": "x"} with a clear error on bad items."""
+# The repeatable KEY=VALUE flags of the CLI: the form an error names, an example, and
+# whether a key may be written like an option (`--sbatch --exclude=node1`).
+ASSIGNMENT_FLAGS = {"--set": ("key=value", "wf=projected", False),
+                    "--sbatch": ("NAME=VALUE", "exclude=node1", True)}
+
+
+def parse_assignments(items, flag: str = "--set") -> dict[str, str]:
+    """["a=1", "b=x"] -> {"a": "1", "b": "x"}: the items of a repeatable KEY=VALUE flag
+    (ASSIGNMENT_FLAGS), with a one-line error naming the flag and an example."""
+    form, example, option_names = ASSIGNMENT_FLAGS[flag]
     out = {}
-    for item in items or []:
+    for item in items or ():
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set expects key=value, got {item!r}; e.g. --set wf=projected")
-        out[key.strip()] = value.strip()
+        key = key.strip().lstrip("-") if option_names else key.strip()
+        if not sep or not key:
+            raise UserError(f"{flag} expects {form}, got {item!r}; e.g. {flag} {example}")
+        out[key] = value.strip()
     return out
-
-
-# --------------------------------------------------------------------------- suites
-
-RUN_KEYS = ("method", "arch", "dataset", "seeds", "hparams", "epochs", "batch_size", "lr", "subset",
-            "threads") + TRAIN_KEYS
-SUITE_KEYS = ("name", "description", "dataset", "seeds", "default_budget")
-TOP_KEYS = ("suite", "budgets", "runs", "slurm")
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    description: str
-    path: str
-    budgets: dict[str, dict[str, Any]]
-    budget: str
-    specs: tuple[RunSpec, ...]
-
-
-def _as_list(value) -> list:
-    return value if isinstance(value, list) else [value]
-
-
-def _check_table(value, where: str, keys) -> dict:
-    """`value` must be a TOML table whose keys are among `keys`; values scalars or lists of them."""
-    if not isinstance(value, dict):
-        raise UserError(f"{where}: expected a table, got {type(value).__name__} {value!r}")
-    bad = set(value) - set(keys)
-    if bad:
-        raise UserError(f"{where}: unknown keys {sorted(bad)}; valid: {', '.join(keys)}")
-    for key, v in value.items():
-        if key == "hparams":
-            _check_table(v, f"{where}.hparams", list(v) if isinstance(v, dict) else ())
-            continue
-        for item in _as_list(v):
-            if isinstance(item, (dict, list)):
-                raise UserError(f"{where}.{key}: expected a value or a list of values, got {v!r}")
-    return value
-
-
-def load_suite(path: str, budget: str | None = None) -> Suite:
-    """Parse a suite TOML file into RunSpecs for one budget.
-
-    Format: a `[suite]` table (name, description, dataset, seeds, default_budget),
-    `[budgets.<name>]` tables of training keys, and `[[runs]]` tables whose list
-    values expand as a product (method, arch, dataset, seeds and training keys;
-    `hparams` holds method options, also expanded when lists). A run with
-    `budgets = [...]` belongs to those budgets only.
-    """
-    import itertools
-    import tomllib
-    from pathlib import Path
-
-    from harness.runner import make_spec
-
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"suite file {p} does not exist; see benchmarks/ for the suites")
-    try:
-        doc = tomllib.loads(p.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{p}: invalid TOML ({exc})") from None
-    except OSError as exc:
-        raise UserError(f"cannot read suite file {p}: {exc.strerror or exc}") from None
-    bad = set(doc) - set(TOP_KEYS)
-    if bad:
-        raise UserError(f"{p}: unknown top-level keys {sorted(bad)}; valid: {', '.join(TOP_KEYS)}")
-    head = _check_table(doc.get("suite", {}), f"{p}: suite", SUITE_KEYS)
-    for key in ("name", "description", "dataset", "default_budget"):
-        if key in head and not isinstance(head[key], str):
-            raise UserError(f"{p}: suite.{key}: expected a string, got {head[key]!r}")
-    budgets = doc.get("budgets", {})
-    if not isinstance(budgets, dict):
-        raise UserError(f"{p}: budgets must be tables ([budgets.NAME]), got {budgets!r}")
-    for name, table in budgets.items():
-        _check_table(table, f"{p}: budgets.{name}", RUN_KEYS + ("description",))
-    if budget is None:
-        budget = head.get("default_budget") or next(iter(budgets), "")
-        if budgets and budget not in budgets:
-            raise UserError(f"{p}: suite.default_budget {budget!r} is not a budget; "
-                            f"budgets: {', '.join(budgets)}")
-    elif budget not in budgets:
-        raise UserError(f"{p}: no budget {budget!r}; budgets: {', '.join(budgets) or 'none'}")
-    runs = doc.get("runs")
-    if not runs:
-        raise UserError(f"{p}: no [[runs]] tables; a suite needs at least one")
-    if not isinstance(runs, list):
-        raise UserError(f"{p}: runs must be [[runs]] tables, got {type(runs).__name__}")
-    base = {k: v for k, v in budgets.get(budget, {}).items() if k != "description"}
-    specs: list[RunSpec] = []
-    for i, run in enumerate(runs):
-        where = f"{p}: runs[{i}]"
-        _check_table(run, where, RUN_KEYS + ("budgets",))
-        if "method" not in run:
-            raise UserError(f"{where}: missing 'method'")
-        only = run.get("budgets")   # a run that belongs to some budgets only (e.g. not the CPU one)
-        if only is not None:
-            if not isinstance(only, list) or not all(isinstance(b, str) and b in budgets for b in only):
-                raise UserError(f"{where}: budgets must be a list of this suite's budgets "
-                                f"({', '.join(budgets)}), got {only!r}")
-            if budget not in only:
-                continue
-        run = {k: v for k, v in run.items() if k != "budgets"}
-        merged = {"dataset": head.get("dataset"), "seeds": head.get("seeds", [0]), **base, **run}
-        if merged["dataset"] is None:
-            raise UserError(f"{where}: no dataset; set it in [suite] or in the run")
-        for key in ("method", "arch", "dataset", "optimizer", "schedule"):
-            if key in merged and not all(isinstance(v, str) for v in _as_list(merged[key])):
-                raise UserError(f"{where}: {key} must be a string (or a list of them), got {merged[key]!r}")
-        hp = merged.pop("hparams", {})
-        hp_keys = list(hp)
-        keys = list(merged)
-        grid = itertools.product(*[_as_list(merged[k]) for k in keys],
-                                 *[_as_list(hp[k]) for k in hp_keys])
-        for values in grid:
-            row = dict(zip(keys, values[:len(keys)]))
-            overrides = {k: str(v) if not isinstance(v, str) else v
-                         for k, v in zip(hp_keys, values[len(keys):])}
-            seed = row.pop("seeds")
-            method, arch, dataset = row.pop("method"), row.pop("arch", None), row.pop("dataset")
-            try:
-                specs.append(make_spec(method, arch, dataset, overrides, seed=seed, budget=budget, **row))
-            except UserError as exc:
-                raise UserError(f"{where}: {exc}") from None
-            except TypeError as exc:
-                raise UserError(f"{where}: bad value ({exc})") from None
-    if not specs:
-        raise UserError(f"{p}: budget {budget!r} has no runs: every [[runs]] table names other "
-                        f"budgets; add {budget!r} to a run's budgets list")
-    return Suite(name=head.get("name", p.stem), description=head.get("description", ""),
-                 path=str(p), budgets=budgets, budget=budget, specs=tuple(specs))

@@ -101,8 +101,7 @@ import math
 import torch
 import torch.nn as nn
 
-from harness.errors import UserError
-from methods import register
+from methods import Option, register, with_defaults
 from methods.cnn import ARCHS, LEAKY_SLOPE, VGG_CHANNELS, VGG_CONVS, default_arch, pooled_size
 from methods.fourier import (from_planar, hermitian_fill, kernel_spectrum, spectral_matmul_planar,
                              spectral_maxpool, to_planar, wf_project)
@@ -369,15 +368,17 @@ class CEMNet(nn.Module):
 
 # --------------------------------------------------------------------------- registry
 
-BASE_DEFAULTS = {
-    "wf": "spatial",
-    "wf_blocks": -1,
-    "activation": "approx",
-    "act_std": 0.125,
-    "dropout_conv": 0.5,
-    "dropout_fc": 0.5,
-    "bn": True,
-    "pool": "max",
+OPTIONS = {
+    "wf": Option("spatial", choices=WF_MODES),
+    "wf_blocks": Option(-1, interval="[-1, inf)",
+                        use="-1 (all blocks) or a block count >= 0 (e.g. --set wf_blocks=3)"),
+    "activation": Option("approx", choices=ACTIVATIONS),
+    "act_std": Option(0.125, interval="[0, 1]"),
+    # the approximated dropout N(1, p/2) is defined for p in [0, 1] (the cnn's Bernoulli: [0, 1))
+    "dropout_conv": Option(0.5, interval="[0, 1]"),
+    "dropout_fc": Option(0.5, interval="[0, 1]"),
+    "bn": Option(True),
+    "pool": Option("max", choices=POOLS),
 }
 ABLATIONS = {
     "cemnet": ({}, "CEMNet: EM layers + WF + frequency BN + approximated dropout/LReLU"),
@@ -391,47 +392,12 @@ ABLATIONS = {
 }
 
 
-def validate_hparams(hp: dict) -> dict:
-    """Type-check and range-check the options; raise UserError naming the fix."""
-    def choice(key, valid):
-        if hp[key] not in valid:
-            raise UserError(f"bad {key} {hp[key]!r}; use one of {', '.join(valid)} "
-                            f"(e.g. --set {key}={valid[0]})")
-
-    def number(key, lo, hi):
-        v = hp[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-            raise UserError(f"bad {key} {v!r}; use a number in [{lo}, {hi}] "
-                            f"(e.g. --set {key}={BASE_DEFAULTS[key]})")
-        hp[key] = float(v)
-
-    choice("wf", WF_MODES)
-    choice("activation", ACTIVATIONS)
-    choice("pool", POOLS)
-    number("dropout_conv", 0.0, 1.0)
-    number("dropout_fc", 0.0, 1.0)
-    number("act_std", 0.0, 1.0)
-    if not isinstance(hp["bn"], bool):
-        raise UserError(f"bad bn {hp['bn']!r}; use true or false (e.g. --set bn=false)")
-    wb = hp["wf_blocks"]
-    if isinstance(wb, bool) or not isinstance(wb, int) or wb < -1:
-        raise UserError(f"bad wf_blocks {wb!r}; use -1 (all blocks) or a block count >= 0 "
-                        f"(e.g. --set wf_blocks=3)")
-    return hp
-
-
-def build_cemnet(arch, input_shape, num_classes, **hparams):
-    unknown = set(hparams) - set(BASE_DEFAULTS)
-    missing = set(BASE_DEFAULTS) - set(hparams)
-    if unknown or missing:
-        raise UserError(f"CEMNet options: unknown {sorted(unknown)}, missing {sorted(missing)}; "
-                        f"valid options: {', '.join(sorted(BASE_DEFAULTS))}")
-    if arch not in ARCHS:
-        raise UserError(f"CEMNet has no architecture {arch!r}; use one of {', '.join(ARCHS)}")
-    hp = validate_hparams(dict(hparams))
+def build_cemnet(arch, input_shape, num_classes, **hp):
+    # the registry checked every option; the rates and the noise std go in as floats
+    hp.update({k: float(hp[k]) for k in ("dropout_conv", "dropout_fc", "act_std") if k in hp})
     return CEMNet(arch, tuple(input_shape), num_classes, **hp)
 
 
 for _name, (_over, _desc) in ABLATIONS.items():
-    register(_name, archs=ARCHS, defaults={**BASE_DEFAULTS, **_over}, default_arch=default_arch,
+    register(_name, archs=ARCHS, options=with_defaults(OPTIONS, **_over), default_arch=default_arch,
              description=_desc)(build_cemnet)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from harness.errors import UserError
-from methods import register
+from methods import Option, register
 
 ARCHS = ("lenet5", "vgg-small", "vgg-large")
 VGG_CHANNELS = (64, 128, 256, 512, 512)
@@ -34,8 +34,10 @@ def default_arch(input_shape) -> str:
     return "lenet5" if min(input_shape[-2:]) < 32 else "vgg-small"
 
 
-def cnn_defaults(arch: str) -> dict:
-    return {"dropout_conv": 0.1, "dropout_fc": 0.3}
+# The dropout rates, declared once: the layer-replacement methods (methods/skeleton.py)
+# and the Rippel twins (methods/spectral.py) on the cnn architectures share them.
+OPTIONS = {"dropout_conv": Option(0.1, interval="[0, 1)"),
+           "dropout_fc": Option(0.3, interval="[0, 1)")}
 
 
 def spatial_conv(cin: int, cout: int, k: int, size: tuple[int, int]) -> nn.Module:
@@ -92,7 +94,7 @@ def vgg(arch, input_shape, num_classes, dropout_conv, dropout_fc, conv=spatial_c
                          nn.Linear(512, num_classes))
 
 
-@register("cnn", archs=ARCHS, defaults=cnn_defaults, default_arch=default_arch,
+@register("cnn", archs=ARCHS, options=OPTIONS, default_arch=default_arch,
           description="spatial CNN baselines of the CEMNet paper (modified LeNet-5, VGG small/large)")
 def build_cnn(arch, input_shape, num_classes, dropout_conv, dropout_fc, conv=spatial_conv):
     """The baseline `arch`; `conv(cin, cout, k, size)` builds each convolution, so spectral

@@ -22,7 +22,7 @@ Layer by layer (input: real, harness-normalized NCHW images):
 - Nonlinearity (`activation`): "crelu" (default; split-complex ReLU on Re and Im),
   "modrelu" (z * relu(|z| + b) / |z|, a learnable b per channel, initialized at 0, i.e. the
   identity; phase-preserving, hence still translation equivariant), or "none".
-- Fourier pooling: the shared crop `methods.fourier.spectral_crop` to floor(H/2) x floor(W/2)
+- Fourier pooling: the shared crop `methods.fourier_pooling.spectral_crop` to floor(H/2) x floor(W/2)
   (the analogue of the 2 x 2 max pool), FFT order, Nyquist fold with `fold_c` (default 1/2).
   On ortho coefficients the crop is, for a Hermitian spectrum, the unitary spectral pooling.
   `pool` = "freq-avg" instead: the 2 x 2 average pool of the (complex) map, computed in the
@@ -46,8 +46,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from harness.errors import UserError
-from methods import register
-from methods.fourier import pad_kernel, spectral_crop, spectral_matmul
+from methods import Option, register
+from methods.fourier import pad_kernel, spectral_matmul
+from methods.fourier_pooling import spectral_crop
 from methods.freqpool import FreqAvgPool
 
 ARCHS = ("lenet5", "vgg-small")
@@ -211,23 +212,16 @@ def default_arch(input_shape) -> str:
     return "lenet5" if min(input_shape[-2:]) < 32 else "vgg-small"
 
 
-DEFAULTS = {"activation": "crelu", "fold_c": 0.5, "bias": "none", "dropout_fc": 0.0,
-            "pool": "crop"}
+OPTIONS = {"activation": Option("crelu", choices=ACTIVATIONS),
+           "fold_c": Option(0.5, interval="(0, inf)"),
+           "bias": Option("none", choices=BIASES),
+           "dropout_fc": Option(0.0, interval="[0, 1)"),
+           "pool": Option("crop", choices=POOLS)}
 
 
-@register("fcnn", archs=ARCHS, defaults=DEFAULTS, default_arch=default_arch, reconstruction=True,
+@register("fcnn", archs=ARCHS, options=OPTIONS, default_arch=default_arch, reconstruction=True,
           description="FCNN (Pratt et al. 2017), RECONSTRUCTION: Fourier conv with free complex "
                       "weights, spectral-crop pooling, no inverse FFT")
 def build_fcnn(arch, input_shape, num_classes, *, activation, fold_c, bias, dropout_fc, pool):
-    if activation not in ACTIVATIONS:
-        raise UserError(f"unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}")
-    if bias not in BIASES:
-        raise UserError(f"unknown bias {bias!r}; use one of {', '.join(BIASES)}")
-    if not fold_c > 0:
-        raise UserError(f"fold_c must be > 0, got {fold_c}")
-    if not 0 <= dropout_fc < 1:
-        raise UserError(f"dropout_fc must be in [0, 1), got {dropout_fc}")
-    if pool not in POOLS:
-        raise UserError(f"unknown pool {pool!r}; use one of {', '.join(POOLS)}")
     return FCNN(arch, tuple(input_shape), num_classes, activation=activation, fold_c=fold_c,
                 bias=bias, dropout_fc=dropout_fc, pool=pool)

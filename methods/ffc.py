@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 
 from harness.errors import UserError
-from methods import register, skeleton
+from methods import Option, register, skeleton
 
 
 class FourierUnit(nn.Module):
@@ -131,19 +131,17 @@ class FFC(nn.Module):
                 "lfu": self.g2g is not None and self.g2g.lfu is not None}
 
 
-DEFAULTS = {"ratio_gin": 0.0, "ratio_gout": 0.5, "lfu": False}
+OPTIONS = {"ratio_gin": Option(0.0, interval="[0, 1]"), "ratio_gout": Option(0.5, interval="[0, 1]"),
+           "lfu": Option(False)}
 
 
-@register("ffc", archs=skeleton.ARCHS, defaults=skeleton.defaults(DEFAULTS),
+@register("ffc", archs=skeleton.ARCHS, options=skeleton.options(OPTIONS),
           default_arch=skeleton.default_arch,
           description="Fast Fourier Convolution (Chi et al. 2020): local/global channel split, "
                       "spectral transform with a Fourier unit on the global part, inside the cnn "
                       "skeleton")
 def build_ffc(arch, input_shape, num_classes, *, dropout_conv, dropout_fc, ratio_gin,
               ratio_gout, lfu):
-    for key, r in (("ratio_gin", ratio_gin), ("ratio_gout", ratio_gout)):
-        if not 0 <= r <= 1:
-            raise UserError(f"bad value {key}={r!r}: use a fraction in [0, 1]")
     image = (input_shape[0], tuple(input_shape[1:]))
 
     def conv(cin, cout, k, size):

@@ -39,8 +39,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from harness.errors import UserError
-from methods import register, skeleton
+from methods import Option, register, skeleton
 from methods.fourier import spectral_matmul
 
 BYPASSES = ("linear", "none")
@@ -106,19 +105,15 @@ class FourierLayer(nn.Module):
                 "bypass": "linear" if self.bypass is not None else "none"}
 
 
-DEFAULTS = {"modes": 12, "bypass": "linear"}
+OPTIONS = {"modes": Option(12, interval="[1, inf)", use="at least 1 mode (e.g. --set modes=12)"),
+           "bypass": Option("linear", choices=BYPASSES)}
 
 
-@register("fno", archs=skeleton.ARCHS, defaults=skeleton.defaults(DEFAULTS),
+@register("fno", archs=skeleton.ARCHS, options=skeleton.options(OPTIONS),
           default_arch=skeleton.default_arch,
           description="FNO Fourier layer (Li et al. 2021): rfft2 -> complex channel mixing on "
                       "the lowest modes -> irfft2, plus a 1x1 bypass, inside the cnn skeleton")
 def build_fno(arch, input_shape, num_classes, *, dropout_conv, dropout_fc, modes, bypass):
-    if modes < 1:
-        raise UserError(f"bad value modes={modes!r}: keep at least 1 mode")
-    if bypass not in BYPASSES:
-        raise UserError(f"bad value bypass={bypass!r}: use one of {', '.join(BYPASSES)}")
-
     def conv(cin, cout, k, size):
         return FourierLayer(cin, cout, size, modes, bypass)
 

@@ -48,8 +48,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from harness.errors import UserError
-from methods import register, skeleton
+from methods import Option, register, skeleton
 
 ORDERS = ("mix-filter", "filter-mix")
 
@@ -114,25 +113,20 @@ class GlobalFilterConv(nn.Module):
                 "filter_size": self.filter.filter_size or "full", "init": self.filter.init}
 
 
-DEFAULTS = {"order": "mix-filter", "filter_size": 0, "init": "unit"}
 INITS = ("unit", "gfnet")
+OPTIONS = {"order": Option("mix-filter", choices=ORDERS),
+           "filter_size": Option(0, interval="[0, inf)", rule=lambda v: v == 0 or v % 2 == 1,
+                                 use="0 (full, GFNet) or an odd kernel size such as 3"),
+           "init": Option("unit", choices=INITS)}
 
 
-@register("gfnet", archs=skeleton.ARCHS, defaults=skeleton.defaults(DEFAULTS),
+@register("gfnet", archs=skeleton.ARCHS, options=skeleton.options(OPTIONS),
           default_arch=skeleton.default_arch,
           description="GFNet global filter (Rao et al. 2021): rfft2 -> learnable depthwise "
                       "complex filter -> irfft2, with a 1x1 conv for the channels, inside the "
                       "cnn skeleton")
 def build_gfnet(arch, input_shape, num_classes, *, dropout_conv, dropout_fc, order, filter_size,
                 init):
-    if init not in INITS:
-        raise UserError(f"bad value init={init!r}: use one of {', '.join(INITS)}")
-    if order not in ORDERS:
-        raise UserError(f"bad value order={order!r}: use one of {', '.join(ORDERS)}")
-    if filter_size < 0 or (filter_size and filter_size % 2 == 0):
-        raise UserError(f"bad value filter_size={filter_size!r}: use 0 (full, GFNet) or an "
-                        f"odd kernel size such as 3")
-
     def conv(cin, cout, k, size):
         fs = filter_size if filter_size < min(size) else 0
         return GlobalFilterConv(cin, cout, size, order=order, filter_size=fs, init=init)

@@ -41,14 +41,12 @@ Choices (ours, documented):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn as nn
 
 from harness.errors import UserError
-from methods import register, skeleton
+from methods import Option, register, skeleton
 from methods.fourier import cached_constant
 
 PADDINGS = ("zeros", "circular")
@@ -156,17 +154,14 @@ class HartleyConv2d(nn.Conv2d):
         return super().extra_repr() + f", size={self.size}, dht_grid={self.grid}"
 
 
-DEFAULTS = {"padding": "zeros"}
+OPTIONS = {"padding": Option("zeros", choices=PADDINGS)}
 
 
-@register("hartley", archs=skeleton.ARCHS, defaults=skeleton.defaults(DEFAULTS),
+@register("hartley", archs=skeleton.ARCHS, options=skeleton.options(OPTIONS),
           default_arch=skeleton.default_arch,
           description="convolution through the discrete Hartley transform's exact convolution "
                       "theorem, real-valued throughout, inside the cnn skeleton")
 def build_hartley(arch, input_shape, num_classes, *, dropout_conv, dropout_fc, padding):
-    if padding not in PADDINGS:
-        raise UserError(f"bad value padding={padding!r}: use one of {', '.join(PADDINGS)}")
-
     def conv(cin, cout, k, size):
         return HartleyConv2d(cin, cout, k, size, padding=padding)
 

@@ -34,7 +34,7 @@ Choices the paper leaves open (all ours, documented):
   r = 3 in `vgg-small`, r = 5 in `lenet5` (methods.cnn uses 5x5 kernels there, so LeNet-5
   runs F(m x m, 5 x 5)). Default m = 2: F(2,3) and F(2,5) are the least ill-conditioned;
   m = 6 is offered to show where fp32 breaks (see `describe()` and
-  benchmarks/realnode_error.py). A layer whose map is smaller than the tile uses the
+  measure/realnode_error.py). A layer whose map is smaller than the tile uses the
   largest offered tile that fits (vgg-small's 2 x 2 maps run F(2x2, 3x3) for any `tile`;
   `describe()` lists each layer's F).
 - 'same' zero padding r // 2 as the cnn's conv (odd kernels only), stride 1; the map is
@@ -53,7 +53,7 @@ Choices the paper leaves open (all ours, documented):
   includes the node at infinity and these node orders, so its values differ (n = 8, i.e.
   F(6,3) or F(4,5), standard nodes: 1.9e3). What limits float32 is the product of the
   three transforms, not cond(V) alone: the Chebyshev nodes have the smaller cond(V) but
-  give larger float32 errors here (benchmarks/realnode_error.py; one likely cause: their
+  give larger float32 errors here (measure/realnode_error.py; one likely cause: their
   matrix entries are irrational and all round).
 """
 
@@ -68,7 +68,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from harness.errors import UserError
-from methods import register, skeleton
+from methods import Option, register, skeleton
 from methods.fourier import cached_constant
 
 NODE_SETS = ("standard", "chebyshev")
@@ -210,20 +210,15 @@ def layer_tile(tile: int, size: tuple[int, int]) -> int:
     return max(fits) if fits else min(TILES)
 
 
-DEFAULTS = {"tile": 2, "nodes": "standard"}
+OPTIONS = {"tile": Option(2, choices=TILES), "nodes": Option("standard", choices=NODE_SETS)}
 
 
-@register("realnode", archs=skeleton.ARCHS, defaults=skeleton.defaults(DEFAULTS),
+@register("realnode", archs=skeleton.ARCHS, options=skeleton.options(OPTIONS),
           default_arch=skeleton.default_arch,
           description="theory paper's real-domain (Laplace) convolution in its discrete form: "
                       "tiled Toom-Cook/Winograd F(m x m, r x r) with real nodes, inside the cnn "
                       "skeleton")
 def build_realnode(arch, input_shape, num_classes, *, dropout_conv, dropout_fc, tile, nodes):
-    if tile not in TILES:
-        raise UserError(f"bad value tile={tile!r}: use one of {', '.join(map(str, TILES))}")
-    if nodes not in NODE_SETS:
-        raise UserError(f"bad value nodes={nodes!r}: use one of {', '.join(NODE_SETS)}")
-
     def conv(cin, cout, k, size):
         return RealNodeConv2d(cin, cout, k, tile=layer_tile(tile, size), nodes=nodes)
 

@@ -13,16 +13,15 @@ from typing import Callable
 
 import torch.nn as nn
 
-from harness.errors import UserError
-from methods import cnn
+from methods import Option, cnn
 
 ARCHS = ("lenet5", "vgg-small")
 default_arch = cnn.default_arch        # lenet5 for MNIST-sized inputs, else vgg-small
 
 
-def defaults(extra: dict) -> Callable[[str], dict]:
-    """Registry defaults: the cnn's dropout rates plus the method's own options."""
-    return lambda arch: {**cnn.cnn_defaults(arch), **extra}
+def options(own: dict[str, Option]) -> dict[str, Option]:
+    """Registry options: the cnn's dropout rates plus the method's own options."""
+    return {**cnn.OPTIONS, **own}
 
 
 class ReplacedCNN(nn.Sequential):
@@ -45,9 +44,7 @@ class ReplacedCNN(nn.Sequential):
 def build(arch: str, input_shape, num_classes: int, dropout_conv: float, dropout_fc: float,
           conv: Callable[[int, int, int, tuple[int, int]], nn.Module], info: dict
           ) -> ReplacedCNN:
-    """`methods.cnn.build_cnn(arch, ...)` with `conv(cin, cout, k, (h, w))` for each conv."""
-    for key, p in (("dropout_conv", dropout_conv), ("dropout_fc", dropout_fc)):
-        if not 0 <= p < 1:
-            raise UserError(f"bad value {key}={p!r}: use a rate in [0, 1)")
+    """`methods.cnn.build_cnn(arch, ...)` with `conv(cin, cout, k, (h, w))` for each conv
+    (the dropout rates were checked by the registry against `methods.cnn.OPTIONS`)."""
     net = cnn.build_cnn(arch, tuple(input_shape), num_classes, dropout_conv, dropout_fc, conv)
     return ReplacedCNN(net, {"arch": arch, **info})

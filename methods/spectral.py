@@ -13,7 +13,7 @@ recollection, [C] reimplementations). Registered methods:
     spatial-param      the spatial twin: the same architectures, the same initial function
                        (same seed -> same weights), ordinary real filters.
 
-Operators (one implementation each, in methods/fourier.py, tested in
+Operators (one implementation each, in methods/fourier_pooling.py, tested in
 tests/test_fourier_pooling.py): `spectral_crop` (FFT order, any parity, Nyquist fold with
 constant c, default 1/2), `spectral_pool` (fast paths equal to the fft2 reference: two real
 GEMMs with the separable pooling operators on maps up to 64 px, else rfft2),
@@ -63,9 +63,9 @@ import torch.nn.functional as F
 
 from harness.errors import UserError
 from methods import cnn as cnn_methods
-from methods import register
-from methods.fourier import (MATMUL_POOL_MAX, POOL_SCALES, dropout_fraction, frequency_mask_1d,
-                             sample_cutoff_tensor, spectral_pool)
+from methods import Option, register
+from methods.fourier_pooling import (MATMUL_POOL_MAX, POOL_SCALES, dropout_fraction,
+                                     frequency_mask_1d, sample_cutoff_tensor, spectral_pool)
 
 RIPPEL_ARCHS = ("rippel-deep", "rippel-generic", "rippel-sp")
 PARAM_ARCHS = RIPPEL_ARCHS + cnn_methods.ARCHS
@@ -254,46 +254,33 @@ def rippel_generic(input_shape, num_classes, *, kernel, dropout) -> RippelNet:
 
 
 # ------------------------------------------------------------------------ registration
-SP_DEFAULTS = {"blocks": 5, "gamma": 0.85, "alpha": 0.30, "beta": 0.15, "freq_dropout": True,
-               "fold_c": 0.5, "scale": "ortho", "kernel": 3, "max_filters": 288,
-               "onesided": True}
-PARAM_NET_DEFAULTS = {"kernel": 3, "dropout": 0.0}
+def _odd(k) -> bool:
+    return k % 2 == 1
 
 
-def param_defaults(arch: str) -> dict:
-    if arch == "rippel-sp":
-        return dict(SP_DEFAULTS)
-    if arch in ("rippel-deep", "rippel-generic"):
-        return dict(PARAM_NET_DEFAULTS)
-    return cnn_methods.cnn_defaults(arch)
-
-
-def _check(hp: dict) -> None:
-    def bad(key, why):
-        raise UserError(f"bad value {key}={hp[key]!r}: {why}")
-
-    if "kernel" in hp and (hp["kernel"] < 1 or hp["kernel"] % 2 == 0):
-        bad("kernel", "use an odd filter size such as 3 or 5")
-    if "dropout" in hp and not 0 <= hp["dropout"] < 1:
-        bad("dropout", "use a rate in [0, 1)")
-    if "blocks" in hp and hp["blocks"] < 1:
-        bad("blocks", "use at least 1 block")
-    if "gamma" in hp and not 0 < hp["gamma"] <= 1:
-        bad("gamma", "use a size decay in (0, 1]")
-    for key in ("alpha", "beta"):
-        if key in hp and not 0 <= hp[key] <= 1:
-            bad(key, "use a fraction in [0, 1]")
-    if "scale" in hp and hp["scale"] not in POOL_SCALES:
-        bad("scale", f"use one of {', '.join(POOL_SCALES)}")
-    if "fold_c" in hp and not hp["fold_c"] > 0:
-        bad("fold_c", "use a positive constant such as 0.5")
-    if "max_filters" in hp and hp["max_filters"] < 1:
-        bad("max_filters", "use a positive filter count")
+# Options by architecture: the spectral-pooling net (rippel-sp), the other Rippel nets
+# (rippel-deep, rippel-generic) and the cnn baselines (their dropout rates).
+SP_ARCHS = ("rippel-sp",)
+OPTIONS = {
+    "blocks": Option(5, interval="[1, inf)", archs=SP_ARCHS, use="at least 1 block"),
+    "gamma": Option(0.85, interval="(0, 1]", archs=SP_ARCHS, use="a size decay in (0, 1]"),
+    "alpha": Option(0.30, interval="[0, 1]", archs=SP_ARCHS),
+    "beta": Option(0.15, interval="[0, 1]", archs=SP_ARCHS),
+    "freq_dropout": Option(True, archs=SP_ARCHS),
+    "fold_c": Option(0.5, interval="(0, inf)", archs=SP_ARCHS,
+                     use="a positive constant such as 0.5"),
+    "scale": Option("ortho", choices=POOL_SCALES, archs=SP_ARCHS),
+    "kernel": Option(3, interval="[1, inf)", archs=RIPPEL_ARCHS, rule=_odd,
+                     use="an odd filter size such as 3 or 5"),
+    "max_filters": Option(288, interval="[1, inf)", archs=SP_ARCHS, use="a positive filter count"),
+    "onesided": Option(True, archs=SP_ARCHS),
+    "dropout": Option(0.0, interval="[0, 1)", archs=("rippel-deep", "rippel-generic")),
+    **{k: o.replace(archs=cnn_methods.ARCHS) for k, o in cnn_methods.OPTIONS.items()},
+}
 
 
 def build_net(arch, input_shape, num_classes, **hp) -> nn.Module:
     """The spatial network `arch` (Rippel nets or `cnn` baselines) with options `hp`."""
-    _check(hp)
     if arch == "rippel-sp":
         return rippel_sp(input_shape, num_classes, **hp)
     if arch == "rippel-deep":
@@ -325,13 +312,13 @@ def _with_param_info(model: nn.Module, arch: str, parameterization: str) -> nn.M
     return _Described(model, {"arch": arch, "parameterization": parameterization})
 
 
-@register("spectral-pooling", archs=("rippel-sp",), defaults=SP_DEFAULTS,
+@register("spectral-pooling", archs=SP_ARCHS, options=OPTIONS,
           description="Rippel et al. 2015 §5.1: CNN with spectral pooling and frequency dropout")
 def build_spectral_pooling(arch, input_shape, num_classes, **hp):
     return build_net(arch, input_shape, num_classes, **hp)
 
 
-@register("spectral-param", archs=PARAM_ARCHS, defaults=param_defaults,
+@register("spectral-param", archs=PARAM_ARCHS, options=OPTIONS,
           default_arch=cnn_methods.default_arch,   # the README rule: lenet5 < 32x32, else vgg-small
           description="Rippel et al. 2015 §5.2: filters parameterized by complex K x K spectra, "
                       "w = Re(ifft2(f, ortho)); the spatial twin is spatial-param")
@@ -340,7 +327,7 @@ def build_spectral_param(arch, input_shape, num_classes, **hp):
     return _with_param_info(net, arch, "spectral: w = Re(ifft2(f, norm='ortho')), f complex KxK")
 
 
-@register("spatial-param", archs=PARAM_ARCHS, defaults=param_defaults,
+@register("spatial-param", archs=PARAM_ARCHS, options=OPTIONS,
           default_arch=cnn_methods.default_arch,   # the README rule: lenet5 < 32x32, else vgg-small
           description="spatial twin of spectral-param: the same architectures and initial "
                       "weights, ordinary real filters")

@@ -34,7 +34,7 @@ the input (norm="ortho", as FCNN), then per block the FCNN Fourier convolution
 H x W weights initialised from He-normal K x K kernels) -> 2SReLU -> pooling, then [Re, Im]
 flattened into an FC head (FC120 -> FC84 -> classes, ReLU, as FCNN). Pooling (`pool`):
 "crop" (default) is the shared spectral crop to half size (`methods.fcnn.FourierPool2d` ->
-`methods.fourier.spectral_crop`, Nyquist fold c = 1/2); "freq-avg" is the frequency-domain
+`methods.fourier_pooling.spectral_crop`, Nyquist fold c = 1/2); "freq-avg" is the frequency-domain
 2 x 2 average pool of `methods.freqpool`. Blocks: 6 and 16 channels with K = 5 (the LeNet
 plan of `methods.fcnn.plan`). No inverse FFT anywhere (except inside candidate 3).
 """
@@ -46,8 +46,7 @@ import math
 import torch
 import torch.nn as nn
 
-from harness.errors import UserError
-from methods import register
+from methods import Option, register
 from methods.fcnn import fourier_features, plan, spectrum_head
 
 CANDIDATES = (1, 2, 3)
@@ -171,20 +170,15 @@ class TwoSReLUNet(nn.Module):
         return dict(self.info)
 
 
-DEFAULTS = {"candidate": 1, "pool": "crop", "fold_c": 0.5, "dropout_fc": 0.0}
+OPTIONS = {"candidate": Option(1, choices=CANDIDATES),
+           "pool": Option("crop", choices=POOLS),
+           "fold_c": Option(0.5, interval="(0, inf)"),
+           "dropout_fc": Option(0.0, interval="[0, 1)")}
 
 
-@register("2srelu", archs=("lenet5",), defaults=DEFAULTS, reconstruction=True,
+@register("2srelu", archs=("lenet5",), options=OPTIONS, reconstruction=True,
           description="2SReLU (Watanabe & Wolf 2021), RECONSTRUCTION: conv-free frequency-domain "
                       "net, FCNN Fourier layers + second-harmonic activation + spectral crop")
 def build_twosrelu(arch, input_shape, num_classes, *, candidate, pool, fold_c, dropout_fc):
-    if candidate not in CANDIDATES or isinstance(candidate, bool):
-        raise UserError(f"bad candidate {candidate!r}; use 1, 2 or 3 (e.g. --set candidate=1)")
-    if pool not in POOLS:
-        raise UserError(f"bad pool {pool!r}; use one of {', '.join(POOLS)}")
-    if not fold_c > 0:
-        raise UserError(f"fold_c must be > 0, got {fold_c}")
-    if not 0 <= dropout_fc < 1:
-        raise UserError(f"dropout_fc must be in [0, 1), got {dropout_fc}")
     return TwoSReLUNet(arch, tuple(input_shape), num_classes, candidate=candidate, pool=pool,
                        fold_c=fold_c, dropout_fc=dropout_fc)
