@@ -26,6 +26,7 @@ import torch
 import methods
 from harness import store
 from harness.device import describe, resolve_device
+from harness.store import RunRecord
 
 SUBSET = 300          # training images per check run (val and test get SUBSET // 5)
 BATCH = 100
@@ -46,10 +47,11 @@ def record_problems(rec: dict | None, device: torch.device, *, epochs: int = 1,
     """What is wrong with a run record that should be complete (empty when sound)."""
     if rec is None:
         return ["no record"]
+    r = RunRecord.from_json(rec)
     problems = []
-    if rec.get("status") != store.STATUS_COMPLETE:
-        return [f"status {rec.get('status')}: {rec.get('reason', '')}"]
-    timing, env = rec.get("timing", {}), rec.get("environment", {})
+    if not r.is_complete:
+        return [f"status {r.status}: {r.reason}"]
+    timing, env = r.timing, r.environment
     for key in TIMING_KEYS:
         value = timing.get(key)
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -58,24 +60,23 @@ def record_problems(rec: dict | None, device: torch.device, *, epochs: int = 1,
         problems.append("train_s is 0")
     if sessions is not None and timing.get("sessions") != sessions:
         problems.append(f"sessions {timing.get('sessions')} != {sessions}")
-    if rec.get("metrics", {}).get("epochs_done") != epochs:
-        problems.append(f"epochs_done {rec.get('metrics', {}).get('epochs_done')} != {epochs}")
-    acc = rec.get("metrics", {}).get("test_acc")
+    if r.metrics.get("epochs_done") != epochs:
+        problems.append(f"epochs_done {r.metrics.get('epochs_done')} != {epochs}")
+    acc = r.test_acc
     if not isinstance(acc, float) or not 0 <= acc <= 1:
         problems.append(f"test_acc={acc!r}")
     kind = "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS"
-    memory = rec.get("memory", {})
-    if memory.get("kind") != kind or not memory.get("peak_mb", 0) > 0:
-        problems.append(f"memory {memory}")
+    if r.memory.get("kind") != kind or not r.memory.get("peak_mb", 0) > 0:
+        problems.append(f"memory {r.memory}")
     if env.get("device") != str(device):
         problems.append(f"recorded device {env.get('device')!r} != {str(device)!r}")
     if device.type == "cuda" and not env.get("gpu"):
         problems.append("no GPU model recorded")
     precision = env.get("precision") or {}
-    if precision.get("policy") != rec.get("spec", {}).get("precision"):
+    if precision.get("policy") != r.spec.get("precision"):
         problems.append(f"precision {precision}")
-    if "error" in (rec.get("ops") or {}):
-        problems.append(f"ops: {rec['ops']['error']}")
+    if "error" in r.ops:
+        problems.append(f"ops: {r.ops['error']}")
     return problems
 
 
@@ -101,8 +102,9 @@ def timed(check: str, run: str, body: Callable[[], list[str]]) -> Row:
 
 
 def run_checks(device: torch.device, root: Path, out: Callable[[str], None] = print) -> list[Row]:
-    from harness.runner import execute, make_spec
+    from harness.runner import execute
     from harness.schedule import sweep
+    from harness.suite import make_spec
 
     rows: list[Row] = []
 

@@ -1,36 +1,52 @@
-"""Results tree: run directories, atomic writes, reading records back.
+"""The results tree: the run folder (`RunDir`) and the run record (`RunRecord`).
 
+This module owns the files of a run; their names are spelled here and nowhere else.
 Layout (one directory per run, derived from the run id):
 
-    <results>/<dataset>/<method>-<arch>/<config hash>-s<seed>/
-        result.json   the run record (schema SCHEMA_VERSION), written last
-        history.csv   one row per epoch
-        checkpoint.pt model, optimizer, scheduler, RNG states, accumulated time
+    <results>/<dataset>/<method>-<arch>/<config hash>-s<seed>/     RunDir
+        result.json     the run record (schema SCHEMA_VERSION), written last
+        history.csv     one row per epoch
+        checkpoint.pt   model, optimizer, scheduler, RNG states, accumulated time
+        attempts.jsonl  for runs started by `sweep`: one line per task start and end
+        .lock           held while a process trains the run (`RunDir.lock`)
+        .staging/       a --force run trains here until it replaces the old record
+    <results>/_suites/<suite>-<budget>/    sweep manifests and job logs (harness.schedule)
+    <results>/_measure/<name>.csv          standalone measurements (measure/), read by reports
+    <results>/_analysis/<name>.csv         analyses of finished runs (reports.speedup)
 
-Every file is written to a temporary file in the same directory, flushed to disk and
-renamed into place, so a crash never leaves a partial file behind. A crash can leave
-the temporary file (`.<name>.<random>.tmp`); `remove_orphans` deletes them when the
-run starts again (under the run's lock, so no writer is alive).
+Writing: every file is written atomically and records are strict JSON (harness.files);
+a killed writer's temporary file is removed when the directory is locked again.
 
-Records are strict JSON: non-finite floats (a diverged run's NaN loss) are written as
-null, so any JSON parser reads them.
+Reading: `RunDir.read()` gives the record as written (a dict, validated to have a
+status); `RunRecord.from_json` reads it for the readers (reports, status, the summary
+line, the self-check), every field but the status optional, so records of older
+versions stay readable.
+
+`--force` swap: the new run trains in `.staging/`; `RunDir.finish_swap` then moves
+checkpoint, history and record into the run directory, the record last, following a
+journal (`.staging/commit.json`) so that a kill in the middle is completed by the next
+command on that run.
+
+Locks: `locked(directory)` is the one lock helper: `.lock` opened without following a
+link and without truncation, flock'ed, checked to be the file still in place. A run
+(`RunDir.lock`) is never waited for: another holder means "running elsewhere"
+(`RunLocked`). A suite directory's manifest lock waits.
 """
 
 from __future__ import annotations
 
-import csv
-import errno
-import io
-import json
-import math
+import contextlib
+import fcntl
 import os
 import re
 import stat
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import UserError
+from harness.files import (make_dirs, open_lock, read_json, remove_empty_dirs, remove_orphans,
+                           write_csv, write_json)
 
 SCHEMA_VERSION = 1
 RESULTS_ENV = "SPECTRAL_BENCH_RESULTS"
@@ -40,6 +56,19 @@ STATUS_COMPLETE = "complete"
 STATUS_DIVERGED = "diverged"
 STATUS_FAILED = "failed"
 FINISHED = (STATUS_COMPLETE, STATUS_DIVERGED)  # re-running these changes nothing
+
+# The files of a run directory.
+RESULT = "result.json"
+HISTORY = "history.csv"
+CHECKPOINT = "checkpoint.pt"
+ATTEMPTS = "attempts.jsonl"
+LOCK = ".lock"
+STAGING = ".staging"          # where a --force run trains until it replaces the old record
+COMMIT = "commit.json"        # the swap's journal inside STAGING
+RUN_FILES = (CHECKPOINT, HISTORY, RESULT)   # swap order: the record last
+# Beside the runs (hidden from the runs by their leading underscore and their contents)
+MEASURE_DIR = "_measure"
+ANALYSIS_DIR = "_analysis"
 
 
 def results_root(results_dir: str | os.PathLike | None = None) -> Path:
@@ -63,106 +92,9 @@ def run_dir(root: Path, spec) -> Path:
     return Path(root) / slug(spec.dataset) / f"{slug(spec.method)}-{slug(spec.arch)}" / spec.run_id
 
 
-# Failures of the file system that the user fixes (space, quota, permissions, a file
-# where a directory belongs): one line instead of a traceback.
-DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
-               errno.EEXIST, errno.EISDIR}
-
-
-def disk_error(path, exc: OSError) -> UserError | None:
-    """A one-line UserError for an OSError the user can fix, else None (a real bug)."""
-    if not isinstance(exc, OSError) or exc.errno not in DISK_ERRNOS:
-        return None
-    why = exc.strerror or str(exc)
-    fix = {errno.ENOSPC: "free space", errno.EDQUOT: "free space (quota exceeded)",
-           errno.EROFS: "use a writable --results-dir"}.get(exc.errno, "fix the path or its permissions")
-    return UserError(f"cannot write {path}: {why}; {fix}, then repeat the command "
-                     f"(an interrupted run resumes from its last checkpoint)")
-
-
-def make_dirs(path: Path) -> list[Path]:
-    """mkdir -p `path`; returns the directories it created (outermost first)."""
-    path = Path(path)
-    missing = []
-    p = path
-    while not os.path.lexists(p) and p != p.parent:
-        missing.append(p)
-        p = p.parent
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise (disk_error(path, exc) or exc) from None
-    return list(reversed(missing))
-
-
-def remove_empty_dirs(dirs: list[Path]) -> None:
-    """Remove the directories of `make_dirs` again, innermost first, where still empty."""
-    for d in reversed(dirs):
-        try:
-            os.rmdir(d)
-        except OSError:
-            break   # not empty (someone else's run, or ours with files): keep it and its parents
-
-
-def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Call write(f) on a temporary file next to `path`, fsync, then rename over `path`."""
-    path = Path(path)
-    make_dirs(path.parent)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise (disk_error(path, exc) or exc) from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared files
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and disk_error(path, exc):
-            raise disk_error(path, exc) from None
-        raise
-
-
-def remove_orphans(directory: Path) -> list[str]:
-    """Delete the temporary files a killed writer left in `directory` (`.<name>.*.tmp`).
-
-    Call it only while holding the directory's lock: then no writer is alive there.
-    """
-    removed = []
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return removed
-    for e in entries:
-        if e.name.startswith(".") and e.name.endswith(".tmp") and e.is_file(follow_symlinks=False):
-            try:
-                os.unlink(e.path)
-                removed.append(e.name)
-            except OSError:
-                pass
-    return removed
-
-
-def open_lock(path: Path) -> int:
-    """Open (create) a lock file without following a link and without truncating it.
-
-    `open(path, "w")` would follow a planted symbolic link and truncate its target.
-    """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UserError(f"{path} is a symbolic link; a lock must be a plain file: "
-                            f"remove the link (rm {path}) and run again") from None
-        raise (disk_error(path, exc) or exc) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UserError(f"{path} is not a plain file; remove it and run again")
-    return fd
+def measurement_csv(root: Path, name: str) -> Path:
+    """Where the standalone measurement `name` (measure/) writes its CSV, and reports read it."""
+    return Path(root) / MEASURE_DIR / f"{name}.csv"
 
 
 def check_no_symlinks(root: Path, directory: Path) -> None:
@@ -187,71 +119,291 @@ def check_no_symlinks(root: Path, directory: Path) -> None:
             raise UserError(f"{p} is not a directory; move it aside and run again")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# --------------------------------------------------------------------------- locks
+
+class RunLocked(UserError):
+    """The run is being trained by another process: 'running elsewhere', not a failure."""
 
 
-def strict(obj: Any) -> Any:
-    """`obj` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict(v) for v in obj]
-    return obj
+@contextlib.contextmanager
+def locked(directory: Path, *, wait: bool = False, busy: str = ""):
+    """Hold the exclusive lock `<directory>/.lock` (the directory is created if needed).
 
-
-def write_json(path: Path, obj: Any) -> None:
-    data = json.dumps(strict(obj), indent=2, sort_keys=True, default=str, allow_nan=False).encode()
-    atomic_write(path, lambda f: f.write(data + b"\n"))
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    data = buf.getvalue().encode()
-    atomic_write(path, lambda f: f.write(data))
-
-
-def read_json(path: Path, what: str, fix: str) -> Any:
-    """Parse a JSON file we wrote; anything unreadable is a one-line UserError with `fix`."""
+    `.lock` is opened with O_NOFOLLOW and without truncation (a planted link is refused,
+    never followed), and after flock it must still be the file in place (a holder that
+    removed it as we took it leaves us the new one). `wait=False` raises
+    RunLocked(`busy`) when another process holds it; `wait=True` waits for it and goes on
+    without a lock where the file system refuses locks (some network file systems).
+    Temporary files of a killed writer are removed once the lock is held. Yields the
+    directories created for it, so a caller refused later can remove them again.
+    """
+    directory = Path(directory)
+    created = make_dirs(directory)
+    path = directory / LOCK
+    for _ in range(10):
+        try:
+            fd = open_lock(path)
+        except UserError:
+            remove_empty_dirs(created)
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            raise RunLocked(busy or f"{directory} is locked by another process") from None
+        except OSError:
+            if not wait:
+                os.close(fd)
+                raise
+            break       # no locks on this file system: go on without
+        mine = os.fstat(fd)
+        try:
+            now = os.lstat(path)
+        except FileNotFoundError:
+            now = None
+        if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            break
+        os.close(fd)        # the holder removed the lock file as we took it: take the new one
+    else:
+        raise RunLocked(f"{directory}: its lock file keeps changing; another process is "
+                        f"working on it, try again later")
     try:
-        with open(path, "rb") as f:
-            return json.loads(f.read().decode("utf-8"))
-    except FileNotFoundError:
-        raise
-    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{what} {path} is unreadable ({msg}); {fix}") from None
+        remove_orphans(directory)
+        yield created
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- the record
+
+def _table(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run record (`result.json`, schema v1) as the readers see it.
+
+    Every field but `status` is optional: records of older versions (without
+    contention, precision or a convention id, say) and of runs that failed early read as
+    well, and a section that is missing or not a table reads as an empty one. `raw` is
+    the record as written.
+    """
+
+    status: str
+    run_id: str | None = None
+    schema_version: int | None = None
+    spec: dict = field(default_factory=dict)
+    dataset: dict = field(default_factory=dict)       # the data actually used (n_train, ...)
+    metrics: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)
+    ops: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    contention: dict = field(default_factory=dict)
+    method_info: dict = field(default_factory=dict)
+    params: int | None = None
+    reason: Any = ""
+    started: str | None = None
+    finished: str | None = None
+    diverged_epoch: int | None = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    SECTIONS = ("spec", "dataset", "metrics", "timing", "memory", "ops", "environment",
+                "contention", "method_info")
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RunRecord":
+        if not isinstance(d, dict):
+            raise ValueError(f"a run record is a JSON object, got {type(d).__name__}")
+        return cls(status=d.get("status"), run_id=d.get("run_id"),
+                   schema_version=d.get("schema_version"),
+                   **{k: _table(d.get(k)) for k in cls.SECTIONS},
+                   params=d.get("params"), reason=d.get("reason", ""), started=d.get("started"),
+                   finished=d.get("finished"), diverged_epoch=d.get("diverged_epoch"), raw=d)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def is_complete(self) -> bool:
+        return self.status == STATUS_COMPLETE
+
+    @property
+    def test_acc(self):
+        return self.metrics.get("test_acc")
+
+    @property
+    def threads(self):
+        """The thread count the run used (spec.threads is 0 for "auto", so not the count)."""
+        return self.contention.get("threads") or self.environment.get("threads") \
+            or self.spec.get("threads")
+
+    @property
+    def unreliable(self) -> bool:
+        return bool(self.contention.get("unreliable", False))
+
+    @property
+    def unreliable_reasons(self) -> list:
+        return list(self.contention.get("reasons") or [])
+
+
+# --------------------------------------------------------------------------- the run folder
+
+class RunDir:
+    """One run's directory: its files, its lock, reading and writing its record."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @classmethod
+    def of(cls, root: Path, spec) -> "RunDir":
+        return cls(run_dir(root, spec))
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def staging(self) -> "RunDir":
+        return RunDir(self.path / STAGING)
+
+    @property
+    def result(self) -> Path:
+        return self.path / RESULT
+
+    @property
+    def history(self) -> Path:
+        return self.path / HISTORY
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def attempts(self) -> Path:
+        return self.path / ATTEMPTS
+
+    # -- the record
+    def read(self) -> dict[str, Any] | None:
+        """The run record as written, or None if the run has none (yet).
+
+        A record that is not a JSON object with a status is a UserError naming the file.
+        """
+        path = self.result
+        fix = "delete it (or pass --force) to run again"
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                raise UserError(f"run record {path} is a symbolic link; remove it to run again")
+            rec = read_json(path, "run record", fix)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not isinstance(rec, dict) or not isinstance(rec.get("status"), str):
+            raise UserError(f"run record {path} is not a run record (no status); {fix}")
+        return rec
+
+    def record(self) -> RunRecord | None:
+        rec = self.read()
+        return None if rec is None else RunRecord.from_json(rec)
+
+    def is_finished(self) -> bool:
+        rec = self.read()
+        return rec is not None and rec.get("status") in FINISHED
+
+    def write(self, record: dict, history: list[dict] | None = None) -> None:
+        """Write the history (if given), then the record: its presence means "done"."""
+        if history is not None:
+            write_csv(self.history, history)
+        write_json(self.result, record)
+
+    # -- the lock
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the run's lock, so two processes never train one run (`locked`, no wait).
+
+        Raises RunLocked when another process trains it. Yields the directories created
+        for it (see `clear`).
+        """
+        if self.path.is_symlink():
+            raise UserError(f"{self.path} is a symbolic link; run directories must be real "
+                            f"directories: remove the link (rm {self.path}) and run again")
+        busy = (f"run {self.path} is running elsewhere (being trained by another process); "
+                f"wait for it or stop it")
+        with locked(self.path, busy=busy) as created:
+            yield created
+
+    def clear(self, created: list[Path]) -> None:
+        """After a refused run: remove the directory again if it holds nothing but the lock
+        (and an empty staging folder). Call it while holding the lock."""
+        directory = self.path
+        try:
+            names = set(os.listdir(directory))
+        except OSError:
+            return
+        if names - {LOCK, STAGING}:
+            return
+        if STAGING in names:
+            try:
+                os.rmdir(directory / STAGING)   # only when empty: a staged checkpoint is kept
+            except OSError:
+                return
+        try:
+            (directory / LOCK).unlink()
+            os.rmdir(directory)
+        except OSError:
+            return
+        remove_empty_dirs([d for d in created if d != directory])
+
+    # -- the --force swap
+    def finish_swap(self) -> dict | None:
+        """Move a finished --force run from the staging directory into the run directory.
+
+        Returns the new record when a swap was (or had been half) done, else None. The
+        journal makes repeating the moves after a kill safe: files the new run does not
+        have (e.g. no checkpoint when it diverged in epoch 1) are removed from the run
+        directory, decided once, before the first move.
+        """
+        staging = self.path / STAGING
+        if staging.is_symlink() or not staging.is_dir():
+            return None
+        journal = staging / COMMIT
+        if journal.exists():
+            plan = read_json(journal, "swap journal", f"delete {staging} to discard the --force run")
+            if not isinstance(plan, dict):
+                raise UserError(f"swap journal {journal} is not a journal; delete {staging} to "
+                                f"discard the --force run")
+            # only our own file names: the journal lies in a shared directory
+            plan = {k: [n for n in plan.get(k) or () if n in RUN_FILES] for k in ("move", "remove")}
+        else:
+            rec = RunDir(staging).read()
+            if rec is None or rec.get("status") not in FINISHED:
+                return None
+            plan = {"move": [n for n in RUN_FILES if (staging / n).exists()],
+                    "remove": [n for n in RUN_FILES if not (staging / n).exists()]}
+            write_json(journal, plan)
+        for name in plan["remove"]:
+            (self.path / name).unlink(missing_ok=True)
+        for name in plan["move"]:
+            if (staging / name).exists():
+                os.replace(staging / name, self.path / name)
+        journal.unlink(missing_ok=True)
+        remove_orphans(staging)
+        try:
+            os.rmdir(staging)
+        except OSError:
+            pass
+        return self.read()
 
 
 def read_record(directory: Path) -> dict[str, Any] | None:
-    """The run record in `directory`, or None if the run has none (yet).
-
-    A record that is not a JSON object with a status is a UserError naming the file.
-    """
-    path = Path(directory) / "result.json"
-    fix = "delete it (or pass --force) to run again"
-    try:
-        if stat.S_ISLNK(os.lstat(path).st_mode):
-            raise UserError(f"run record {path} is a symbolic link; remove it to run again")
-        rec = read_json(path, "run record", fix)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    if not isinstance(rec, dict) or not isinstance(rec.get("status"), str):
-        raise UserError(f"run record {path} is not a run record (no status); {fix}")
-    return rec
+    """The run record in `directory` as written (see `RunDir.read`)."""
+    return RunDir(directory).read()
 
 
 def is_finished(directory: Path) -> bool:
-    rec = read_record(directory)
-    return rec is not None and rec.get("status") in FINISHED
+    return RunDir(directory).is_finished()
 
 
 def iter_records(root: Path):
@@ -259,7 +411,7 @@ def iter_records(root: Path):
 
     Staging directories of --force runs (hidden names) are not runs of their own.
     """
-    for path in sorted(Path(root).rglob("result.json")):
+    for path in sorted(Path(root).rglob(RESULT)):
         if any(part.startswith(".") for part in path.relative_to(root).parts[:-1]):
             continue
         try:

@@ -33,6 +33,8 @@ from scipy import stats
 
 from harness import store
 from harness.errors import UserError
+from harness.ops.convention import CATEGORIES as OPS_CATEGORIES
+from harness.store import RunRecord
 
 # What makes two runs comparable at all (the "setting"); see the module docstring.
 COHORT = ["dataset", "n_train", "n_test", "budget", "precision", "ops_convention",
@@ -45,7 +47,6 @@ CI_METHOD = ("n ≥ 3 seeds: mean and 95% Student t-interval [low, high], clippe
              "(paired differences: to [−100, 100] pp); n < 3: the individual values and n, "
              "no interval")
 TIMING_COLS = ("train_s", "train_s_per_epoch", "throughput_img_s")
-OPS_CATEGORIES = ("conv_linear", "fft", "complex_products", "elementwise", "other")
 UNKNOWN = "unrecorded"
 
 
@@ -88,23 +89,17 @@ def at_batch(ops: dict, key: str, batch: int | None):
 
 
 def run_row(directory: Path, rec: dict) -> dict:
-    spec = rec.get("spec", {})
-    env = rec.get("environment", {})
-    m = rec.get("metrics", {})
-    t = rec.get("timing", {})
-    ops = rec.get("ops", {}) or {}
-    ds = rec.get("dataset") or {}
-    cont = rec.get("contention") or {}
-    # the thread count the run used (spec.threads is 0 for "auto", so not the count)
-    threads = (rec.get("contention") or {}).get("threads") or env.get("threads") or spec.get("threads")
+    r = RunRecord.from_json(rec)
+    spec, env, m, t, ops, ds = r.spec, r.environment, r.metrics, r.timing, r.ops, r.dataset
+    threads = r.threads
     row = {
-        "run_id": rec.get("run_id"), "dir": str(directory),
+        "run_id": r.run_id, "dir": str(directory),
         "method": spec.get("method"), "arch": spec.get("arch"), "dataset": spec.get("dataset"),
         "budget": spec.get("budget") or "-", "seed": spec.get("seed"),
-        "epochs": spec.get("epochs"), "status": rec.get("status"), "reason": rec.get("reason", ""),
+        "epochs": spec.get("epochs"), "status": r.status, "reason": r.reason,
         "epochs_done": m.get("epochs_done"), "test_acc": m.get("test_acc"),
         "test_error": m.get("test_error"), "val_acc": m.get("val_acc"),
-        "params": rec.get("params"),
+        "params": r.params,
         "n_train": ds.get("n_train"), "n_val": ds.get("n_val"), "n_test": ds.get("n_test"),
         "subset": int(spec.get("subset") or 0),
         "precision": precision_policy(spec, env), "precision_flags": precision_flags(env),
@@ -121,13 +116,13 @@ def run_row(directory: Path, rec: dict) -> dict:
         "throughput_img_s": t.get("throughput_img_s"), "step_mode": t.get("step_mode"),
         "wall_s": t.get("wall_s"), "data_load_s": t.get("data_load_s"),
         "test_eval_s": t.get("test_eval_s"), "sessions": t.get("sessions"),
-        "unreliable": bool(cont.get("unreliable", False)),
-        "unreliable_reasons": "; ".join(map(str, cont.get("reasons") or [])),
-        "peak_mb": (rec.get("memory") or {}).get("peak_mb"),
+        "unreliable": r.unreliable,
+        "unreliable_reasons": "; ".join(map(str, r.unreliable_reasons)),
+        "peak_mb": r.memory.get("peak_mb"),
         "device": device_label(env, threads), "git_sha": (env.get("git") or {}).get("sha"),
         "git_dirty": (env.get("git") or {}).get("dirty"),
         "torch": (env.get("packages") or {}).get("torch"), "python": env.get("python"),
-        "reconstruction": (rec.get("method_info") or {}).get("reconstruction", False),
+        "reconstruction": r.method_info.get("reconstruction", False),
         "spec_json": json.dumps(spec, sort_keys=True, default=str),
     }
     for cat in OPS_CATEGORIES:
@@ -169,8 +164,8 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
         raise UserError(f"results directory {root} does not exist; run the suite first "
                         f"or pass --results-dir")
     # hidden folders (a --force run's .staging) are not runs of their own
-    dirs = sorted(d for d in ({p.parent for p in root.rglob("result.json")} |
-                              {p.parent for p in root.rglob("checkpoint.pt")})
+    dirs = sorted(d for d in ({p.parent for p in root.rglob(store.RESULT)} |
+                              {p.parent for p in root.rglob(store.CHECKPOINT)})
                   if not any(part.startswith(".") for part in d.relative_to(root).parts))
     rows, hist = [], []
     seen = set()
@@ -179,19 +174,19 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
         if run_ids is not None and d.name not in run_ids:
             continue
         seen.add(d.name)
-        path = d / "result.json"
-        if not path.exists():
+        rd = store.RunDir(d)
+        if not rd.result.exists():
             rows.append({"run_id": d.name, "dir": str(d), "status": "unfinished",
                          "reason": "checkpoint only: interrupted or still running"})
             continue
         try:
-            rec = store.read_record(d)
+            rec = rd.read()
         except UserError as exc:
             rows.append({"run_id": d.name, "dir": str(d), "status": "unreadable", "reason": str(exc)})
             continue
         row = run_row(d, rec)
         rows.append(row)
-        hpath = d / "history.csv"
+        hpath = rd.history
         if hpath.exists():
             try:
                 hist += read_history(hpath, {k: row[k] for k in ("run_id", "method", "arch", "dataset",
