@@ -1,0 +1,217 @@
+"""The task every executor runs (`RunJob`), its attempts, and what a failed job left.
+
+`RunJob` is a small picklable callable (paths and a spec dict, never tensors or models)
+that runs the single-run path `harness.runner.execute` in a worker thread. The thread
+keeps the main thread free for submitit's USR2 handler (preemption, or `signal_delay_s`
+before the time limit), which calls `checkpoint()`: it asks the training loop to stop at
+the next epoch boundary, waits for the checkpoint (at most `grace_s`) and returns a fresh
+RunJob for the same spec, which submitit requeues; the restarted task resumes from the
+checkpoint with its accumulated time. A run another process trains (its lock is held) is
+"running elsewhere": reported, not a failure.
+
+Each task start and end is a line in the run's `attempts.jsonl` (job id, host, restart
+count, time, outcome). `failure_reason` finds the one line that says why a job failed:
+the record's reason, else the job's own account in its attempts, else the last exception
+line of its text log (never unpickling anything).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from harness import files, store
+from harness.errors import UserError
+from harness.spec import RunSpec
+from harness.store import RunDir, RunLocked, RunRecord
+
+RUNNING_ELSEWHERE = "running elsewhere"   # a job's status when another process trains its run
+
+
+def _job_ids() -> dict[str, str]:
+    out = {}
+    try:
+        env = submitit.JobEnvironment()
+        out["job_id"] = str(env.job_id)
+    except Exception:  # noqa: BLE001 - not inside a submitit job
+        pass
+    for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT"):
+        if key in os.environ:
+            out[key.lower()] = os.environ[key]
+    return out
+
+
+def append_attempt(run_directory: Path, entry: dict) -> None:
+    """One JSON line in <run dir>/attempts.jsonl (only this run's job writes there)."""
+    files.make_dirs(run_directory)
+    path = RunDir(run_directory).attempts
+    try:   # never through a planted link: that would append to someone else's file
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{path} is a symbolic link; remove it (rm {path}) and run again") from None
+        raise (files.disk_error(path, exc) or exc) from None
+    with os.fdopen(fd, "a") as f:
+        f.write(json.dumps(files.strict(entry), sort_keys=True, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_attempts(run_directory: Path) -> list[dict]:
+    path = RunDir(run_directory).attempts
+    try:
+        text = path.read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict):
+                out.append(entry)
+    return out
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """The task of every executor: run one spec through `harness.runner.execute`.
+
+    Picklable and small: it holds paths and options; the spec is passed as a plain
+    dict, so a queued task does not depend on the pickled form of RunSpec.
+    """
+
+    def __init__(self, results_dir: str, data_dir: str | None = None, device: str = "auto",
+                 grace_s: float = 90.0, threads: int | None = None):
+        self.results_dir = str(results_dir)
+        self.data_dir = None if data_dir is None else str(data_dir)
+        self.device = device
+        self.grace_s = float(grace_s)
+        self.threads = threads      # for specs with threads auto; None: the task's own cores
+
+    # runtime state (thread, stop flag) never goes into a pickle
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_rt")}
+
+    def __call__(self, spec: dict) -> dict:
+        s = RunSpec.from_dict(spec)
+        directory = store.run_dir(Path(self.results_dir), s)
+        ids = _job_ids()
+        stop = threading.Event()
+        box: dict[str, Any] = {}
+
+        def on_start():   # the run is locked and will train: this is an attempt
+            n = sum(a.get("event") == "start" for a in read_attempts(directory)) + 1
+            print(f"harness: run {s.run_id} ({s.method}/{s.arch} on {s.dataset}, seed {s.seed}, "
+                  f"{s.epochs} epochs), attempt {n}, results in {directory}", file=sys.stderr, flush=True)
+            append_attempt(directory, {"event": "start", "t": time.time(), "host": socket.gethostname(),
+                                       "pid": os.getpid(), **ids})
+            box["started"] = True
+
+        def work():
+            from harness.runner import execute
+            try:
+                box["record"] = execute(s, data_dir=self.data_dir, results_dir=self.results_dir,
+                                        device=self.device, progress=True, should_stop=stop.is_set,
+                                        on_start=on_start, threads=getattr(self, "threads", None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                box["error"], box["traceback"] = exc, traceback.format_exc()
+
+        worker = threading.Thread(target=work, name=f"run-{s.run_id}", daemon=True)
+        self._rt_stop, self._rt_worker = stop, worker
+        self._rt_requeued = False
+        outcome, error = "interrupted", None
+        try:
+            worker.start()
+            while worker.is_alive():
+                worker.join(0.25)   # the main thread stays free to run signal handlers
+            if "error" in box:
+                exc = box["error"]
+                if isinstance(exc, RunLocked):   # not an attempt of ours, not a failure
+                    print(f"harness: {exc}", file=sys.stderr, flush=True)
+                    return {"run_id": s.run_id, "status": RUNNING_ELSEWHERE, "run_dir": str(directory)}
+                outcome, error = "failed", f"{type(exc).__name__}: {exc}"
+                print(box["traceback"], file=sys.stderr, flush=True)
+                raise exc
+            record = box.get("record")
+            if record is None:      # stopped at an epoch boundary; checkpoint() requeues
+                outcome = "stopped"
+                return {"run_id": s.run_id, "status": "interrupted", "run_dir": str(directory)}
+            outcome = record["status"]
+            return {"run_id": s.run_id, "status": record["status"], "run_dir": str(directory),
+                    "test_acc": RunRecord.from_json(record).test_acc}
+        finally:
+            if self._rt_requeued:   # submitit's handler exits right after checkpoint() returns
+                outcome = "requeued"
+            if box.get("started") or error:
+                append_attempt(directory, {"event": "end", "t": time.time(), "outcome": outcome,
+                                           "error": error, **ids})
+
+    def checkpoint(self, spec: dict) -> submitit.helpers.DelayedSubmission:
+        """Called by submitit's USR2 handler: stop at the next epoch boundary, then requeue."""
+        stop, worker = getattr(self, "_rt_stop", None), getattr(self, "_rt_worker", None)
+        if stop is not None and worker is not None and worker.is_alive():
+            print(f"checkpoint requested: stopping at the next epoch boundary "
+                  f"(waiting at most {self.grace_s:.0f} s)", file=sys.stderr, flush=True)
+            stop.set()
+            worker.join(self.grace_s)
+            if worker.is_alive():
+                print("no epoch boundary within the grace period: the requeued task resumes "
+                      "from the last saved epoch", file=sys.stderr, flush=True)
+            else:
+                print("checkpoint written; requeueing", file=sys.stderr, flush=True)
+        self._rt_requeued = True
+        fresh = RunJob(self.results_dir, self.data_dir, self.device, self.grace_s,
+                       getattr(self, "threads", None))
+        return submitit.helpers.DelayedSubmission(fresh, spec)
+
+
+def failure_reason(run_directory: Path, exc: BaseException | None = None) -> str:
+    """One line: the record's reason, else the job's own account, else the exception."""
+    try:
+        rec = RunDir(run_directory).record()
+    except UserError as exc:
+        return str(exc)
+    if rec and rec.status == store.STATUS_FAILED and rec.reason:
+        return str(rec.reason)
+    for a in reversed(read_attempts(run_directory)):
+        if a.get("event") == "end" and a.get("error"):
+            return str(a["error"])
+    if exc is not None:
+        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+        return lines[-1].strip() if lines else type(exc).__name__
+    return ""
+
+
+def _log_tail(log: str | None) -> list[str]:
+    """The last 64 KiB of a job's text log as lines ([] if unreadable)."""
+    if not log:
+        return []
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            return f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+
+
+def _log_error(log: str | None) -> str:
+    """The exception line of the last traceback in a job's text log ('' if none)."""
+    lines = _log_tail(log)
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call last):")]
+    if not starts:
+        return ""
+    for line in lines[starts[-1] + 1:]:
+        if line.strip() and not line[0].isspace():
+            return line.strip()[:300]
+    return ""

@@ -1,0 +1,170 @@
+"""The local executor: a suite on this machine, a few runs at a time.
+
+submitit's LocalExecutor starts every job at once, so `run_local` submits one job per free
+slot and waits: never more than `max_parallel` runs at once (default: one per device).
+Each slot is bound to one device; a job bound to `cuda:N` sees only GPU N
+(CUDA_VISIBLE_DEVICES), where it trains on `cuda:0`. The runs share this machine's cores:
+each gets its part (`harness.contention.default_threads`). A failed run is recorded
+(manifest, attempts, its log) and the suite goes on; a run another process trains is
+"running elsewhere", skipped, not failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from harness import files, store
+from harness.contention import available_cores, default_threads
+from harness.device import resolve_device
+from harness.env import REPO
+from harness.errors import UserError
+from harness.schedule.job import RUNNING_ELSEWHERE, RunJob, failure_reason
+from harness.schedule.manifest import (MANIFEST, job_folder, read_manifest, record_submission,
+                                      suite_dir, update_task)
+from harness.schedule.plan import _unique, describe_spec, varying_keys
+from harness.store import locked
+
+
+def default_devices() -> list[str]:
+    import torch
+
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu"]
+
+
+def slot_device(dev: str) -> tuple[tuple[int, ...], str]:
+    """(GPUs the job may see, device name the job trains on) for a local slot's device.
+
+    A job bound to `cuda:N` sees only GPU N (CUDA_VISIBLE_DEVICES), where it is `cuda:0`.
+    """
+    if dev.startswith("cuda:"):
+        return (int(dev.split(":")[1]),), "cuda:0"
+    return (), dev
+
+
+def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None,
+              devices: list[str] | None = None, data_dir=None, poll_s: float = 0.2,
+              timeout_min: int = 7 * 24 * 60, out=print) -> dict:
+    """Run `specs` in subprocesses, never more than `max_parallel` at once.
+
+    Each slot is bound to one device (`devices[slot % len(devices)]`, CUDA_VISIBLE_DEVICES
+    set to it). A failed run is recorded (manifest, attempts, its log) and the suite goes
+    on. Returns {"done": [...], "failed": [(run_id, reason, log)], ...}.
+    """
+    devices, max_parallel = local_slots(devices, max_parallel)
+    # the runs share this machine's cores: each gets its part (specs with threads auto)
+    threads = default_threads(max_parallel)
+    gpus = [d for d in devices if d.startswith("cuda")]
+    if gpus and max_parallel > len(devices):
+        out(f"warning: {max_parallel} runs at once on {len(devices)} device(s): runs overlap on a "
+            f"GPU, so their timings are not comparable")
+    elif max_parallel > available_cores():
+        out(f"warning: {max_parallel} runs at once on {available_cores()} cores: runs compete for "
+            f"cores, so their timings are not comparable (each record says so)")
+    else:
+        out(f"{max_parallel} run(s) at once, {threads} CPU thread(s) each (threads auto)")
+    sdir = suite_dir(root, suite)
+    folder = job_folder(sdir) / "%j"
+    executor = submitit.LocalExecutor(folder=folder)
+    executor.update_parameters(timeout_min=timeout_min, stderr_to_stdout=True,
+                               setup=[f"export PYTHONPATH={REPO}${{PYTHONPATH:+:$PYTHONPATH}}"])
+    pending = list(_unique(specs))
+    keys = varying_keys(suite.specs)
+    total = len(pending)
+    free_slots = list(range(max_parallel))
+    running: dict[int, tuple[Any, Any]] = {}   # slot -> (job, spec)
+    result: dict[str, list] = {"done": [], "diverged": [], "failed": [], "elsewhere": []}
+    started = 0
+    record_submission(sdir, suite, "local", [], {"max_parallel": max_parallel, "devices": devices,
+                                               "threads_per_run": threads}, [],
+                      folder)
+    try:
+        while pending or running:
+            while pending and free_slots:
+                slot = free_slots.pop(0)
+                spec = pending.pop(0)
+                dev = devices[slot % len(devices)]
+                visible, job_device = slot_device(dev)
+                executor.update_parameters(gpus_per_node=len(visible), visible_gpus=visible)
+                job = executor.submit(RunJob(str(Path(root).resolve()),
+                                             None if data_dir is None else str(Path(data_dir).resolve()),
+                                             job_device, threads=threads), spec.to_dict())
+                running[slot] = (job, spec)
+                started += 1
+                d = store.run_dir(root, spec)
+                with locked(sdir, wait=True):
+                    manifest = read_manifest(sdir)
+                    task = {"job_id": job.job_id, "run_id": spec.run_id, "run_dir": str(d.resolve()),
+                            "log": str(job.paths.stdout), "spec": describe_spec(spec, keys), "seed": spec.seed,
+                            "device": dev}
+                    manifest["submissions"][-1]["tasks"].append(task)
+                    manifest["runs"][spec.run_id] = {**task, "executor": "local", "folder": str(folder),
+                                                     "submission": manifest["submissions"][-1]["number"]}
+                    files.write_json(sdir / MANIFEST, manifest)
+                out(f"[{started}/{total}] start {spec.run_id} {describe_spec(spec, keys)} seed {spec.seed} "
+                    f"on {dev} (job {job.job_id})")
+            time.sleep(poll_s)
+            for slot, (job, spec) in list(running.items()):
+                if not job.done():
+                    continue
+                del running[slot]
+                free_slots.append(slot)
+                free_slots.sort()
+                log = str(job.paths.stdout)
+                try:
+                    res = job.result()
+                except Exception as exc:  # noqa: BLE001 - a failed run, recorded; the suite goes on
+                    reason = failure_reason(store.run_dir(root, spec), exc)
+                    result["failed"].append((spec.run_id, reason, log))
+                    update_task(sdir, spec.run_id, outcome="failed", reason=reason)
+                    out(f"FAILED {spec.run_id}: {reason} (log: {log})")
+                    continue
+                status = res.get("status") if isinstance(res, dict) else None
+                if status == RUNNING_ELSEWHERE:   # another sweep trains it: skipped, not failed
+                    result["elsewhere"].append(spec.run_id)
+                    update_task(sdir, spec.run_id, outcome=RUNNING_ELSEWHERE)
+                    out(f"{RUNNING_ELSEWHERE} {spec.run_id}: another process trains it; skipped")
+                    continue
+                key = "done" if status == store.STATUS_COMPLETE else (
+                    "diverged" if status == store.STATUS_DIVERGED else "failed")
+                if key == "failed":
+                    reason = f"run ended with status {status}"
+                    result["failed"].append((spec.run_id, reason, log))
+                    update_task(sdir, spec.run_id, outcome="failed", reason=reason)
+                    out(f"FAILED {spec.run_id}: {reason} (log: {log})")
+                else:
+                    result[key].append(spec.run_id)
+                    update_task(sdir, spec.run_id, outcome=status)
+                    acc = res.get("test_acc")
+                    out(f"{key} {spec.run_id}" + (f": test acc {100 * acc:.2f}%" if acc is not None else ""))
+    except KeyboardInterrupt:
+        for job, _ in running.values():
+            with contextlib.suppress(Exception):
+                job.cancel()
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)    # submitit's local controller creates the literal '%j' folder
+    return result
+
+
+def local_slots(devices: list[str] | None, max_parallel: int | None) -> tuple[list[str], int]:
+    """Validated devices and concurrency of the local executor (default: one run per device)."""
+    devices = list(devices or default_devices())
+    for d in devices:
+        if not re.fullmatch(r"cpu|cuda:\d+", d):
+            raise UserError(f"--devices: unknown device {d!r}; use cpu or cuda:N, comma separated "
+                            f"(e.g. --devices cuda:0,cuda:1)")
+        if d.startswith("cuda:"):
+            resolve_device(d)   # CUDA present and the index exists: one line now, not N failed jobs
+    if max_parallel is not None and (isinstance(max_parallel, bool) or max_parallel < 1):
+        raise UserError(f"--max-parallel must be >= 1, got {max_parallel}")
+    return devices, max_parallel or len(devices)
