@@ -1,7 +1,7 @@
 """The training step as a CUDA graph: capture once, replay every step (issue 14).
 
 At batch 100 a GPU step of these small networks is mostly kernel-launch overhead. A
-`StepRunner` runs `harness.train.train_step` with the same semantics, either eagerly or,
+`StepRunner` runs `harness.step.train_step` with the same semantics, either eagerly or,
 on CUDA, by capturing forward + loss (+ `auxiliary_loss()`) + backward + per-tensor
 gradient clipping + optimizer step + `after_optimizer_step()` in one `torch.cuda.CUDAGraph`
 and replaying it:
@@ -40,6 +40,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from harness.errors import UserError
+from harness import step as steps      # steps.train_step: one place to wrap every step
 
 GRAPH_MODES = ("auto", "on", "off")
 WARMUP_STEPS = 3   # eager steps per batch shape before capture (the PyTorch docs use 3)
@@ -171,26 +172,6 @@ def capture_hazards(model, xb: torch.Tensor, yb: torch.Tensor, *, warmup: int = 
 
 
 # --------------------------------------------------------------------------- optimizer
-def capturable_options(spec, params: list) -> tuple[torch.Tensor, dict]:
-    """(lr, extra optimizer kwargs) for `harness.train.make_optimizer(capturable=True)`.
-
-    The lr becomes a 0-dim tensor on the parameters' device, in their real dtype (the
-    precision the eager step's kernels use for a float lr); `make_optimizer` then sets each
-    group's `initial_lr` to the float spec.lr, so the scheduler computes every value on
-    the host in double, exactly as in eager mode, and writes it into the tensor. On CUDA,
-    RMSprop and Adam also get capturable=True, foreach=True: their step then keeps the
-    step counters on the device and never reads the lr on the host (torch 2.13's SGD has no
-    capturable step; `StepRunner` runs it eagerly and says so)."""
-    p = next((q for q in params if q.is_floating_point() or q.is_complex()), None)
-    device = p.device if p is not None else torch.device("cpu")
-    dtype = p.dtype.to_real() if p is not None else torch.float32
-    lr = torch.tensor(float(spec.lr), dtype=dtype, device=device)
-    extra = {}
-    if device.type == "cuda" and spec.optimizer in ("rmsprop", "adam"):
-        extra = {"capturable": True, "foreach": True}
-    return lr, extra
-
-
 def current_lr(opt) -> float:
     """The first group's lr as a float (a host sync if it is a device tensor)."""
     lr = opt.param_groups[0]["lr"]
@@ -226,7 +207,7 @@ def _pin_lr(opt, device: torch.device) -> None:
 
 # --------------------------------------------------------------------------- the runner
 class StepRunner:
-    """`harness.train.train_step`, eagerly or replayed from a CUDA graph (module docstring).
+    """`harness.step.train_step`, eagerly or replayed from a CUDA graph (module docstring).
 
     `step(xb, yb)` returns (loss, number correct) as device tensors, like `train_step`
     (copies: a later replay does not change them). `mode` is "graph" or "eager" and
@@ -283,8 +264,7 @@ class StepRunner:
     # -- the step
     def step(self, xb: torch.Tensor, yb: torch.Tensor):
         if not self.use_graph:
-            from harness.train import train_step
-            return train_step(self.model, self.opt, self.sched, xb, yb, self.clip_norm)
+            return steps.train_step(self.model, self.opt, self.sched, xb, yb, self.clip_norm)
         if not self.model.training:
             raise RuntimeError("StepRunner.step needs the model in training mode")
         n = len(yb)
@@ -297,8 +277,7 @@ class StepRunner:
                 return out
             rec = self._capture(xb, yb)
             if rec is None:                        # auto mode fell back to eager
-                from harness.train import train_step
-                return train_step(self.model, self.opt, self.sched, xb, yb, self.clip_norm)
+                return steps.train_step(self.model, self.opt, self.sched, xb, yb, self.clip_norm)
         else:
             rec[1].copy_(xb)
             rec[2].copy_(yb)

@@ -41,12 +41,14 @@ import torch.nn.functional as F
 from harness.contention import Monitor
 from harness.device import Timer, activate, peak_memory, reset_peak_memory, sync
 from harness.errors import UserError
+from harness.files import atomic_write
 from harness.graph import StepRunner, current_lr
-from harness.store import atomic_write
+from harness import step as steps      # steps.train_step: one place to wrap every step
+from harness.step import make_optimizer, make_scheduler
+from harness.store import CHECKPOINT
 
 EVAL_BATCH = 1000
 WARMUP_STEPS = 2
-CHECKPOINT = "checkpoint.pt"
 
 
 def seed_everything(seed: int) -> None:
@@ -135,49 +137,6 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def make_optimizer(spec, params, capturable: bool = False) -> torch.optim.Optimizer:
-    """The spec's optimizer. `capturable` (for harness.graph.StepRunner): the lr is a
-    device tensor that a CUDA graph reads at every replay, written by the scheduler from
-    values it computes on the host exactly as for a float lr (`initial_lr` stays the float
-    spec.lr); on CUDA the step also runs without host syncs."""
-    params, lr, extra = list(params), spec.lr, {}
-    if capturable:
-        from harness.graph import capturable_options
-        lr, extra = capturable_options(spec, params)
-    if spec.optimizer == "rmsprop":
-        # Keras defaults (rho 0.9, eps 1e-7), as in the CEMNet authors' code.
-        opt = torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=spec.momentum,
-                                  weight_decay=spec.weight_decay, **extra)
-    elif spec.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=spec.weight_decay, **extra)
-    else:
-        opt = torch.optim.SGD(params, lr=lr, momentum=spec.momentum,
-                              weight_decay=spec.weight_decay, **extra)
-    if capturable:
-        for group in opt.param_groups:
-            group["initial_lr"] = spec.lr
-    return opt
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str, floor: float) -> float:
-    """Multiplier of the base lr at optimizer step `step` (linear warm-up, then cosine)."""
-    if warmup and step < warmup:
-        return step / warmup
-    if schedule == "constant":
-        return 1.0
-    decay = max(1, total - warmup)
-    progress = min(step - warmup, decay) / decay
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def make_scheduler(spec, opt, steps_per_epoch: int):
-    total = spec.epochs * steps_per_epoch
-    warmup = int(round(spec.warmup_epochs * steps_per_epoch))
-    floor = min(1.0, spec.lr_min / spec.lr)
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total, warmup, spec.schedule, floor))
-
-
 @torch.no_grad()
 def evaluate(model, x, y, device) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over (x, y) in eval mode."""
@@ -193,25 +152,6 @@ def evaluate(model, x, y, device) -> tuple[float, float]:
     model.train(was_training)
     n = max(1, len(y))
     return loss_sum.item() / n, correct.item() / n
-
-
-def train_step(model, opt, sched, xb, yb, clip_norm: float):
-    """One optimizer step; returns (loss, number correct) as tensors (no host sync)."""
-    opt.zero_grad(set_to_none=True)
-    out = model(xb)
-    loss = F.cross_entropy(out, yb)
-    aux = model.auxiliary_loss() if hasattr(model, "auxiliary_loss") else None
-    total = loss if aux is None else loss + aux
-    total.backward()
-    if clip_norm:
-        for p in model.parameters():  # per tensor, as TF's clip_by_norm in the CEMNet code
-            if p.grad is not None:
-                torch.nn.utils.clip_grad_norm_([p], clip_norm)
-    opt.step()
-    sched.step()
-    if hasattr(model, "after_optimizer_step"):
-        model.after_optimizer_step()
-    return loss.detach(), (out.detach().argmax(1) == yb).sum()
 
 
 def eval_batch_sizes(*split_sizes: int) -> list[int]:
@@ -243,7 +183,7 @@ def warm_up(model, data, spec, device) -> float:
         for size in shapes:
             xb, yb = data.x_train[:size].to(device), data.y_train[:size].to(device)
             for _ in range(WARMUP_STEPS):
-                train_step(m, o, s, xb, yb, spec.clip_norm)
+                steps.train_step(m, o, s, xb, yb, spec.clip_norm)
         for size in eval_batch_sizes(len(data.y_val), len(data.y_test)):
             x = data.x_val if size <= len(data.y_val) else data.x_test
             evaluate(m, x[:size], torch.zeros(size, dtype=torch.long), device)

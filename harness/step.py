@@ -1,0 +1,102 @@
+"""One optimizer step, and the optimizer and lr schedule it uses.
+
+`train_step` is the unit of training: forward, cross-entropy (+ the model's
+`auxiliary_loss()`), backward, per-tensor gradient clipping, optimizer step, scheduler
+step, `after_optimizer_step()`. The training loop (`harness.train`) runs it through
+`harness.graph.StepRunner`, which is this function eagerly, or the same step captured in a
+CUDA graph and replayed; the step benchmark (`measure.steps`) times it. Both import it
+from here, so neither depends on the other.
+
+Recipe (RunSpec defaults, the CEMNet paper's): RMSprop with Keras' rho 0.9 and eps 1e-7,
+cosine decay per step to `lr_min`, optional linear warm-up; Adam and SGD for comparison.
+`make_optimizer(capturable=True)` keeps the lr in a device tensor, which a captured
+graph reads at every replay (`capturable_options`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def make_optimizer(spec, params, capturable: bool = False) -> torch.optim.Optimizer:
+    """The spec's optimizer. `capturable` (for harness.graph.StepRunner): the lr is a
+    device tensor that a CUDA graph reads at every replay, written by the scheduler from
+    values it computes on the host exactly as for a float lr (`initial_lr` stays the float
+    spec.lr); on CUDA the step also runs without host syncs."""
+    params, lr, extra = list(params), spec.lr, {}
+    if capturable:
+        lr, extra = capturable_options(spec, params)
+    if spec.optimizer == "rmsprop":
+        # Keras defaults (rho 0.9, eps 1e-7), as in the CEMNet authors' code.
+        opt = torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=spec.momentum,
+                                  weight_decay=spec.weight_decay, **extra)
+    elif spec.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=spec.weight_decay, **extra)
+    else:
+        opt = torch.optim.SGD(params, lr=lr, momentum=spec.momentum,
+                              weight_decay=spec.weight_decay, **extra)
+    if capturable:
+        for group in opt.param_groups:
+            group["initial_lr"] = spec.lr
+    return opt
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, floor: float) -> float:
+    """Multiplier of the base lr at optimizer step `step` (linear warm-up, then cosine)."""
+    if warmup and step < warmup:
+        return step / warmup
+    if schedule == "constant":
+        return 1.0
+    decay = max(1, total - warmup)
+    progress = min(step - warmup, decay) / decay
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_scheduler(spec, opt, steps_per_epoch: int):
+    total = spec.epochs * steps_per_epoch
+    warmup = int(round(spec.warmup_epochs * steps_per_epoch))
+    floor = min(1.0, spec.lr_min / spec.lr)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total, warmup, spec.schedule, floor))
+
+
+def capturable_options(spec, params: list) -> tuple[torch.Tensor, dict]:
+    """(lr, extra optimizer kwargs) for `make_optimizer(capturable=True)`.
+
+    The lr becomes a 0-dim tensor on the parameters' device, in their real dtype (the
+    precision the eager step's kernels use for a float lr); `make_optimizer` then sets each
+    group's `initial_lr` to the float spec.lr, so the scheduler computes every value on
+    the host in double, exactly as in eager mode, and writes it into the tensor. On CUDA,
+    RMSprop and Adam also get capturable=True, foreach=True: their step then keeps the
+    step counters on the device and never reads the lr on the host (torch 2.13's SGD has no
+    capturable step; `StepRunner` runs it eagerly and says so)."""
+    p = next((q for q in params if q.is_floating_point() or q.is_complex()), None)
+    device = p.device if p is not None else torch.device("cpu")
+    dtype = p.dtype.to_real() if p is not None else torch.float32
+    lr = torch.tensor(float(spec.lr), dtype=dtype, device=device)
+    extra = {}
+    if device.type == "cuda" and spec.optimizer in ("rmsprop", "adam"):
+        extra = {"capturable": True, "foreach": True}
+    return lr, extra
+
+
+def train_step(model, opt, sched, xb, yb, clip_norm: float):
+    """One optimizer step; returns (loss, number correct) as tensors (no host sync)."""
+    opt.zero_grad(set_to_none=True)
+    out = model(xb)
+    loss = F.cross_entropy(out, yb)
+    aux = model.auxiliary_loss() if hasattr(model, "auxiliary_loss") else None
+    total = loss if aux is None else loss + aux
+    total.backward()
+    if clip_norm:
+        for p in model.parameters():  # per tensor, as TF's clip_by_norm in the CEMNet code
+            if p.grad is not None:
+                torch.nn.utils.clip_grad_norm_([p], clip_norm)
+    opt.step()
+    sched.step()
+    if hasattr(model, "after_optimizer_step"):
+        model.after_optimizer_step()
+    return loss.detach(), (out.detach().argmax(1) == yb).sum()
