@@ -55,7 +55,7 @@ Channel selection (`select`):
 - `static`: keep the channels of `subset` (input channels sliced; the first layer is built
   with that many inputs). `subset` = "all"; a count from the table below; or an explicit
   comma-separated channel list (e.g. one derived from a gate run by
-  benchmarks/dct_subset_from_gate.py).
+  reports/dct_subset_from_gate.py).
 - `gate` [C: GateModule192 + gumbel.py]: GAP -> 1x1 conv (C -> C, bias) + BN + ReLU ->
   grouped 1x1 conv (C -> 2C, groups C: two logits (off, on) per channel) -> Gumbel-softmax,
   hard straight-through, tau = 1 -> x * gate. Init: two-logit weights N(0, 0.001), biases
@@ -86,8 +86,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from harness.errors import UserError
-from methods import register
+from methods import Option, register
 from methods.cnn import conv_block, fc_block, lenet5, pooled_size
+from methods.resnet import resnet20
 
 ARCHS = ("lenet5", "resnet20")
 INPUTS = ("dct", "rgb")
@@ -350,56 +351,6 @@ class ChannelGate(nn.Module):
         return x * gate[:, :, None, None]
 
 
-class BasicBlock(nn.Module):
-    """CIFAR ResNet basic block: conv3x3-BN-ReLU-conv3x3-BN + shortcut, ReLU. Projection
-    shortcut (1x1 conv + BN) where the shape changes."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Identity()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                          nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
-
-
-RESNET20_WIDTHS = (16, 32, 64)
-RESNET20_BLOCKS = 3
-
-
-def resnet20(in_channels: int, num_classes: int, start_stage: int = 0) -> nn.Sequential:
-    """CIFAR ResNet-20 from stage `start_stage` on. start_stage 0: stem (3x3, 16) + stages
-    1-3 (the RGB network). start_stage k >= 1: the stem and stages before k are removed and
-    the input (C channels at that stage's resolution) enters stage k's first block at
-    stride 1 (DCTNet's surgery: only the layers that see the input change width)."""
-    layers: list[nn.Module] = []
-    c = in_channels
-    if start_stage == 0:
-        layers += [nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
-        c = 16
-    for s, width in enumerate(RESNET20_WIDTHS):
-        if s < start_stage:
-            continue
-        for i in range(RESNET20_BLOCKS):
-            stride = 2 if (i == 0 and s > start_stage and s > 0) else 1
-            layers.append(BasicBlock(c, width, stride))
-            c = width
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
-    net = nn.Sequential(*layers)
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    return net
-
-
 def lenet5_tail(cin: int, h: int, w: int, num_classes: int, dropout_conv: float,
                 dropout_fc: float) -> nn.Sequential:
     """`methods.cnn.lenet5` after its first conv + pool: conv5x5(16) at h x w -> pool -> FC."""
@@ -512,33 +463,27 @@ class DCTSelectNet(nn.Module):
 
 # --------------------------------------------------------------------------- registry
 
-def dct_defaults(arch: str) -> dict:
-    base = {"input": "dct", "select": "static", "subset": "all", "gate_lambda": 0.0,
-            "gate_tau": 1.0}
-    if arch == "lenet5":
-        return {**base, "block": 2, "upsample": 1, "dropout_conv": 0.0, "dropout_fc": 0.0}
-    return {**base, "block": 4, "upsample": 2}
+OPTIONS = {
+    "input": Option("dct", choices=INPUTS),
+    "select": Option("static", choices=SELECTS),
+    "subset": Option("all"),          # 'all', a table count or a channel list: see parse_subset
+    "gate_lambda": Option(0.0, interval="[0, inf)"),
+    "gate_tau": Option(1.0, interval="(0, inf)"),
+    "block": Option(4, interval="[1, inf)", per_arch={"lenet5": 2}, use="a positive integer"),
+    "upsample": Option(2, interval="[1, inf)", per_arch={"lenet5": 1}, use="a positive integer"),
+    "dropout_conv": Option(0.0, interval="[0, 1)", archs=("lenet5",)),
+    "dropout_fc": Option(0.0, interval="[0, 1)", archs=("lenet5",)),
+}
 
 
 def default_arch(input_shape) -> str:
     return "lenet5" if min(input_shape[-2:]) < 32 else "resnet20"
 
 
-@register("dct-select", archs=ARCHS, defaults=dct_defaults, default_arch=default_arch,
+@register("dct-select", archs=ARCHS, options=OPTIONS, default_arch=default_arch,
           description="DCTNet (Xu et al. 2020) scaled: block-DCT YCbCr input, static subsets "
                       "or Gumbel gate, into a stem-less ResNet-20 / LeNet-5")
 def build_dct_select(arch, input_shape, num_classes, **hp):
-    if hp["input"] not in INPUTS:
-        raise UserError(f"bad input {hp['input']!r}; use one of {', '.join(INPUTS)}")
-    if hp["select"] not in SELECTS:
-        raise UserError(f"bad select {hp['select']!r}; use one of {', '.join(SELECTS)}")
-    for key in ("block", "upsample"):
-        if isinstance(hp[key], bool) or not isinstance(hp[key], int) or hp[key] < 1:
-            raise UserError(f"bad {key} {hp[key]!r}; use a positive integer")
     if hp["input"] == "dct" and hp["upsample"] == 2 and hp["block"] % 2:
         raise UserError(f"upsample=2 needs an even block size, got block={hp['block']}")
-    if not hp["gate_lambda"] >= 0:
-        raise UserError(f"bad gate_lambda {hp['gate_lambda']!r}; use a number >= 0")
-    if not hp["gate_tau"] > 0:
-        raise UserError(f"bad gate_tau {hp['gate_tau']!r}; use a number > 0")
     return DCTSelectNet(arch, tuple(input_shape), num_classes, **hp)

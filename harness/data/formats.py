@@ -1,20 +1,15 @@
-"""Datasets: MNIST, Fashion-MNIST, CIFAR-10, an embedded synthetic set, and user .npz files.
+"""File formats and downloads: MNIST/Fashion-MNIST IDX files, CIFAR-10 pickle batches,
+user .npz archives, and fetching missing files from the official mirrors.
 
-All data is held in memory as normalized float32 tensors (NCHW). A deterministic
-validation split is held out from the training set (the same for every run seed, so
-methods are compared on one split), and per-channel normalization statistics come
-from the remaining training split only.
-
-Data directory: `--data-dir`, else $SPECTRAL_BENCH_DATA, else the user cache
-directory (~/.cache/spectral-bench). Files missing there are downloaded from the
-official locations and checked against their published MD5s. Local files are checked
-by structure (magic numbers, shapes, counts, label range), not by checksum: a CIFAR-10
-copy with different `filenames` entries is still the same data.
+Every reader checks structure (magic numbers, shapes, counts, label ranges), not
+checksums, and turns a malformed file into one line that says what to do. CIFAR
+batches are read with a restricted unpickler (`RestrictedUnpickler`): a batch file that
+names any callable other than numpy array reconstruction is refused before anything is
+called. Downloads are verified against their published MD5s and renamed into place.
 """
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import os
@@ -24,26 +19,11 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from harness.errors import UserError
-
-DATA_ENV = "SPECTRAL_BENCH_DATA"
-VAL_SPLIT_SEED = 0  # fixed: every run seed sees the same validation split
-
-# name -> (input shape C,H,W; number of classes)
-SHAPES = {
-    "mnist": ((1, 28, 28), 10),
-    "fashion-mnist": ((1, 28, 28), 10),
-    "cifar10": ((3, 32, 32), 10),
-    "synthetic": ((1, 28, 28), 10),
-    "synthetic-cifar": ((3, 32, 32), 10),
-}
-NAMES = tuple(SHAPES)
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -74,64 +54,6 @@ CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR_COUNTS = (50000, 10000)
-
-
-@dataclass
-class Dataset:
-    """Normalized in-memory splits of one dataset."""
-
-    name: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    num_classes: int
-    mean: list[float]
-    std: list[float]
-    source: str
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])
-
-    def describe(self) -> dict:
-        return {"name": self.name, "source": self.source, "input_shape": list(self.input_shape),
-                "num_classes": self.num_classes, "n_train": len(self.y_train),
-                "n_val": len(self.y_val), "n_test": len(self.y_test),
-                "norm_mean": self.mean, "norm_std": self.std}
-
-
-# --------------------------------------------------------------------------- paths
-
-def data_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """--data-dir, else $SPECTRAL_BENCH_DATA, else the user cache directory."""
-    if data_dir:
-        return Path(data_dir).expanduser()
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "spectral-bench"
-
-
-def is_npz(name: str) -> bool:
-    return name.endswith(".npz")
-
-
-def check_name(name: str) -> None:
-    if name not in SHAPES and not is_npz(name):
-        raise UserError(f"unknown dataset {name!r}; valid datasets: {', '.join(NAMES)}, "
-                        f"or a path to a .npz file")
-
-
-def dataset_shape(name: str) -> tuple[tuple[int, int, int], int]:
-    """(input shape, number of classes) without loading the pixels where possible."""
-    check_name(name)
-    if is_npz(name):
-        d = load_npz(name)
-        return d["x_train"].shape[1:], int(max(d["y_train"].max(), d["y_test"].max())) + 1
-    return SHAPES[name]
 
 
 # --------------------------------------------------------------------------- download
@@ -398,165 +320,3 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         raise UserError(f"{p}: train images {d['x_train'].shape[1:]} and test images "
                         f"{d['x_test'].shape[1:]} differ in shape")
     return d
-
-
-# --------------------------------------------------------------------------- synthetic
-
-def bar(u, v, t):
-    """A bar along u of half-length 1 and half-width t."""
-    return (np.abs(v) < t) & (np.abs(u) < 1)
-
-
-def synthetic_shape(k: int, u, v, t):
-    """Mask of class k in the shape's own frame (u, v), unit half-extent, thickness t."""
-    s2 = np.float32(np.sqrt(0.5))
-    a, b = (u + v) * s2, (u - v) * s2          # the frame turned by 45 degrees
-    box = np.maximum(np.abs(u), np.abs(v))
-    r = np.sqrt(u * u + v * v)
-    if k == 0:
-        return bar(u, v, t)
-    if k == 1:
-        return bar(v, u, t)
-    if k == 2:
-        return bar(a, b, t)
-    if k == 3:
-        return bar(b, a, t)
-    if k == 4:
-        return bar(u, v, t) | bar(v, u, t)
-    if k == 5:
-        return bar(a, b, t) | bar(b, a, t)
-    if k == 6:
-        return (box < 0.85) & (box > 0.85 - 1.5 * t)
-    if k == 7:
-        return r < 0.8
-    if k == 8:
-        return (r < 0.9) & (r > 0.9 - 1.5 * t)
-    return bar(u, v - 0.5, t) | bar(u, v + 0.5, t)
-
-
-def make_synthetic(shape=(1, 28, 28), n_train=20000, n_test=5000, seed=0):
-    """Procedural 10-class shapes, each drawn at a random place, size, tilt and contrast.
-
-    Classes: 0 horizontal bar, 1 vertical bar, 2 '/' diagonal, 3 '\\' diagonal,
-    4 plus, 5 cross (x), 6 square outline, 7 filled disc, 8 ring, 9 two parallel bars.
-    Random translation makes a linear model on pixels weak; the classes are defined by
-    local oriented structure that convolutions pick up. With 3 channels, the shape and
-    the background get random colours. Deterministic for a given seed.
-    """
-    c, h, w = shape
-    rng = np.random.default_rng(seed)
-    n = n_train + n_test
-    labels = np.arange(n) % 10
-    rng.shuffle(labels)
-    size = min(h, w)
-    scale = rng.uniform(0.22, 0.36, n) * size           # half-extent in pixels
-    cy = rng.uniform(scale, h - 1 - scale)
-    cx = rng.uniform(scale, w - 1 - scale)
-    tilt = rng.uniform(-0.25, 0.25, n)                   # radians
-    thick = rng.uniform(0.14, 0.24, n)                   # in units of the half-extent
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    inside = np.empty((n, h, w), np.float32)
-    for k in range(10):  # draw each class only where it is needed
-        i = np.flatnonzero(labels == k)
-        sc = scale[i, None, None].astype(np.float32)
-        dy = (yy[None] - cy[i, None, None].astype(np.float32)) / sc
-        dx = (xx[None] - cx[i, None, None].astype(np.float32)) / sc
-        cos = np.cos(tilt[i, None, None]).astype(np.float32)
-        sin = np.sin(tilt[i, None, None]).astype(np.float32)
-        u, v = cos * dx + sin * dy, cos * dy - sin * dx
-        t = thick[i, None, None].astype(np.float32)
-        inside[i] = synthetic_shape(k, u, v, t)
-    if c == 1:
-        fg = rng.uniform(0.6, 1.0, (n, 1, 1, 1)).astype(np.float32)
-        bg = rng.uniform(0.0, 0.25, (n, 1, 1, 1)).astype(np.float32)
-    else:
-        fg = rng.uniform(0.0, 1.0, (n, c, 1, 1)).astype(np.float32)
-        bg = rng.uniform(0.0, 1.0, (n, c, 1, 1)).astype(np.float32)
-        # keep the shape visible: push the colours apart where they are too close
-        close = np.abs(fg - bg).sum(1, keepdims=True) < 0.6
-        fg = np.where(close, 1.0 - bg, fg)
-    img = bg + (fg - bg) * inside[:, None]
-    img = img + 0.08 * rng.standard_normal(img.shape, dtype=np.float32)
-    x = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
-    y = labels.astype(np.uint8)
-    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
-
-
-@functools.lru_cache(maxsize=2)
-def synthetic_arrays(shape) -> tuple[np.ndarray, ...]:
-    """make_synthetic, generated once per process (suites and `check` load it many times);
-    read-only, so no caller can alter the cached copy."""
-    arrays = make_synthetic(tuple(shape))
-    for a in arrays:
-        a.setflags(write=False)
-    return arrays
-
-
-# --------------------------------------------------------------------------- assembly
-
-def load_raw(name: str, data_dir=None, download_ok: bool = True):
-    """uint8 NCHW train/test arrays and a source description for dataset `name`."""
-    check_name(name)
-    if is_npz(name):
-        d = load_npz(name)
-        return d["x_train"], d["y_train"], d["x_test"], d["y_test"], str(Path(name).resolve())
-    if name in ("synthetic", "synthetic-cifar"):
-        return (*synthetic_arrays(SHAPES[name][0]), "generated (harness.data.make_synthetic, seed 0)")
-    root = data_root(data_dir)
-    if name == "cifar10":
-        return load_cifar10(root, download_ok)
-    return load_idx_dataset(name, root, download_ok)
-
-
-def split_and_normalize(name, x_train, y_train, x_test, y_test, source, val_size=5000,
-                        num_classes=None, subset: int | None = None) -> Dataset:
-    """Hold out a fixed validation split; normalize with training-split statistics."""
-    n = len(y_train)
-    if val_size >= n:
-        raise UserError(f"val_size {val_size} leaves no training images (the training set has {n}); "
-                        f"use a smaller val_size")
-    perm = np.random.default_rng(VAL_SPLIT_SEED).permutation(n)
-    val_idx, train_idx = perm[:val_size], perm[val_size:]
-    if subset:  # a quick run on part of the data (tests, smoke checks)
-        train_idx = train_idx[:subset]
-        val_idx = val_idx[: max(1, subset // 5)] if val_size else val_idx
-        test_keep = slice(0, max(1, subset // 5))
-        x_test, y_test = x_test[test_keep], y_test[test_keep]
-    xt = torch.from_numpy(x_train[train_idx]).float().div_(255)
-    mean = xt.mean(dim=(0, 2, 3))
-    std = xt.std(dim=(0, 2, 3)).clamp_min(1e-6)
-
-    def norm(x):
-        x = x if torch.is_tensor(x) else torch.from_numpy(np.require(x, requirements="CW")).float().div_(255)
-        return x.sub_(mean[None, :, None, None]).div_(std[None, :, None, None])
-
-    def labels(y):
-        return torch.from_numpy(np.asarray(y, dtype=np.int64))
-
-    k = num_classes or int(max(np.max(y_train), np.max(y_test))) + 1
-    return Dataset(name=name, x_train=norm(xt), y_train=labels(y_train[train_idx]),
-                   x_val=norm(x_train[val_idx]), y_val=labels(y_train[val_idx]),
-                   x_test=norm(x_test), y_test=labels(y_test), num_classes=k,
-                   mean=mean.tolist(), std=std.tolist(), source=source)
-
-
-def load(name: str, data_dir=None, val_size: int = 5000, subset: int | None = None,
-         download_ok: bool = True) -> Dataset:
-    """Load dataset `name` as normalized in-memory splits."""
-    x_train, y_train, x_test, y_test, source = load_raw(name, data_dir, download_ok)
-    k = SHAPES[name][1] if name in SHAPES else None
-    return split_and_normalize(name, x_train, y_train, x_test, y_test, source,
-                               val_size=val_size, num_classes=k, subset=subset)
-
-
-def default_dataset(data_dir=None) -> str:
-    """MNIST if present or downloadable; otherwise 'synthetic', with a notice on stderr."""
-    if all(idx_path(idx_folder("mnist", data_root(data_dir)), b) for b in IDX_FILES):
-        return "mnist"
-    try:
-        load_raw("mnist", data_dir)  # downloads the missing files
-        return "mnist"
-    except UserError as exc:
-        print(f"notice: {exc}. Using the embedded 'synthetic' dataset instead "
-              f"(pass --dataset to choose).", file=sys.stderr)
-        return "synthetic"
