@@ -18,17 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness import files, store
 from harness.errors import UserError
-from reports import aggregate, figures, reproduction
+from harness.ops.convention import CONVENTION_ID
+from reports import aggregate, figures, measured, reproduction
 
 PUBLISHED = Path(__file__).with_name("published.toml")
 PUBLISHED_KEYS = {"method", "arch", "dataset", "metric", "value", "source", "convention",
                   "epochs", "comparable"}
-# Optional benchmark CSVs the report picks up when present
-BENCH_OUT = Path(__file__).resolve().parent.parent / "benchmarks" / "out"
-APPROX_CSV = BENCH_OUT / "approx_error.csv"
-LAYER_CSV = BENCH_OUT / "layer_bench.csv"
-STEP_CSV = BENCH_OUT / "step_bench.csv"
 
 
 # --------------------------------------------------------------------------- published
@@ -148,7 +145,6 @@ def paper_vs_measured(published: pd.DataFrame, summary: pd.DataFrame, runs: pd.D
                       setting_no: dict) -> pd.DataFrame:
     """Each published number beside our measurement of the same (method, arch, dataset),
     one row per setting of ours (settings are never pooled)."""
-    from harness.ops import CONVENTION_ID
 
     rows = []
     for _, p in published.iterrows():
@@ -313,14 +309,13 @@ def header_text() -> str:
 def write_report(source: str, out: str, results_dir=None, budget: str | None = None,
                  baseline: str = "cnn", progress: bool = True) -> tuple[Path, Path]:
     """Write report.md, report.html, figures/, runs.csv (one row per run) and
-    environment.json for a suite file or a results directory."""
-    from harness import store
-
+    environment.json for a suite (a file, or an installed suite's name) or a results directory."""
     out_dir = Path(out)
     src = Path(source)
     run_ids = None
-    if src.suffix == ".toml":
-        from harness.spec import load_suite
+    from harness.suite import installed_suites, load_suite
+
+    if src.suffix == ".toml" or (not src.exists() and src.name in installed_suites()):
         budgets = [budget] if budget else None
         suite = load_suite(str(src), budget)
         if budgets is None:
@@ -380,7 +375,7 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
                      "does not match ours."),
                ("table", pvm)]
     blocks += ablation_blocks(runs, setting_no)
-    blocks += cost_blocks(runs, summary, setting_no)
+    blocks += cost_blocks(runs, summary, setting_no, root)
     blocks.append(("h2", "Figures"))
     per_dataset = summary.groupby("dataset")["cohort"].nunique() if not summary.empty else {}
     for c in cohorts:
@@ -407,28 +402,7 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
         ):
             if path is not None:
                 blocks.append(("img", path, cap))
-    if APPROX_CSV.exists():
-        df = pd.read_csv(APPROX_CSV)
-        path = figures.csv_lines(df, "kept_fraction", "mean_rel_error", "method",
-                                 "Relative l2 reconstruction error vs fraction of values kept",
-                                 figdir / "approx_error.png", logx=True)
-        if path:
-            blocks.append(("img", path, f"Rippel Fig. 4a analogue ({APPROX_CSV.name})"))
-    if LAYER_CSV.exists():
-        df = pd.read_csv(LAYER_CSV)
-        if {"fwd_ms", "bwd_ms", "layer", "shape"} <= set(df.columns):
-            if "error" in df:
-                df = df[df["error"].isna()]
-            df = df.assign(**{"forward + backward (ms)": df["fwd_ms"] + df["bwd_ms"]})
-            for group, g in df.groupby(df["group"] if "group" in df else "all"):
-                path = figures.bars(g, "shape", "forward + backward (ms)", "layer",
-                                    f"Layer benchmark: {group} (batch {g['batch'].iloc[0]})"
-                                    if "batch" in g else f"Layer benchmark: {group}",
-                                    figdir / f"layer_bench_{store.slug(str(group))}.png")
-                if path:
-                    blocks.append(("img", path, f"Layer speed benchmark, {group} ({LAYER_CSV.name})"))
-    if STEP_CSV.exists():
-        blocks += step_bench_blocks(pd.read_csv(STEP_CSV), figdir)
+    blocks += measured.blocks(root, figdir)
     problems = runs[runs["status"] != "complete"]
     if "history_error" in runs:   # complete, but its learning curve is missing
         bad = runs[runs["history_error"].notna() & (runs["status"] == "complete")]
@@ -441,21 +415,13 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "report.md"
     htm = out_dir / "report.html"
-    store.atomic_write(md, lambda f: f.write(to_markdown(blocks, out_dir).encode()))
-    store.atomic_write(htm, lambda f: f.write(to_html(blocks, title).encode()))
+    files.atomic_write(md, lambda f: f.write(to_markdown(blocks, out_dir).encode()))
+    files.atomic_write(htm, lambda f: f.write(to_html(blocks, title).encode()))
     if "method" in runs:
         write_run_table(runs, out_dir)
     env = {r["item"]: r["value"] for _, r in footer(runs).iterrows()}
-    store.write_json(out_dir / "environment.json", env)
+    files.write_json(out_dir / "environment.json", env)
     return md, htm
-
-
-STEP_COLUMNS = {"method": "method", "variant": "arch", "device_name": "device",
-                "threads": "threads", "precision": "precision", "train_ms": "train ms",
-                "train_graph_ms": "graph ms", "infer_ms": "infer ms", "peak_mb": "peak MB",
-                "baseline": "baseline", "train_ratio": "train ×", "train_graph_ratio": "graph ×",
-                "infer_ratio": "infer ×", "peak_ratio": "peak mem ×",
-                "frac_peak_train": "train % of matmul peak", "capture": "capture"}
 
 
 def ablation_blocks(runs: pd.DataFrame, setting_no: dict) -> list:
@@ -478,7 +444,7 @@ def ablation_blocks(runs: pd.DataFrame, setting_no: dict) -> list:
             ("table", table)]
 
 
-def cost_blocks(runs: pd.DataFrame, summary: pd.DataFrame, setting_no: dict) -> list:
+def cost_blocks(runs: pd.DataFrame, summary: pd.DataFrame, setting_no: dict, root: Path) -> list:
     """Minutes per run and per setting, from the records, and the paper's budget projected."""
     cost = reproduction.cost_table(runs, summary)
     if cost.empty:
@@ -501,11 +467,12 @@ def cost_blocks(runs: pd.DataFrame, summary: pd.DataFrame, setting_no: dict) -> 
                    ("p", f"Setting {setting_no[c]} in all: {part['min_total'].sum():.0f} minutes "
                          f"for {int(part['runs'].sum())} runs; at 800 epochs "
                          f"{(part['hours_at_paper_budget'] * part['runs']).sum():.0f} hours.")]
-    if STEP_CSV.exists():
-        proj = reproduction.step_projection(pd.read_csv(STEP_CSV), 45000, 5000, 800)
+    steps = store.measurement_csv(root, measured.STEP_CSV)   # projected from the step benchmark
+    if steps.exists():
+        proj = reproduction.step_projection(pd.read_csv(steps), 45000, 5000, 800)
         if not proj.empty:
             blocks += [("p", f"CIFAR-10 Table 2 at the paper's budget (800 epochs, 45,000 training "
-                             f"images), projected from the step benchmark ({STEP_CSV.name}): "
+                             f"images), projected from the step benchmark ({steps.name}): "
                              f"training steps plus one validation pass per epoch."),
                        ("table", pd.DataFrame([{
                            "method": r["method"], "arch": r["arch"], "device": r["device"],
@@ -529,34 +496,3 @@ def write_run_table(runs: pd.DataFrame, out_dir: Path) -> Path:
     runs[cols].sort_values([c for c in ("method", "arch", "budget", "seed") if c in cols]) \
         .to_csv(path, index=False)
     return path
-
-
-def step_bench_blocks(df: pd.DataFrame, figdir: Path) -> list:
-    """The step benchmark (benchmarks/step_bench.py): a table and, per device, training-step
-    time by method for each architecture."""
-    from harness import store
-
-    if df.empty or not {"method", "arch", "train_ms"} <= set(df.columns):
-        return []
-    if "error" in df:
-        df = df[df["error"].isna()]
-    cols = [c for c in STEP_COLUMNS if c in df.columns]
-    table = df[cols].copy()
-    for c in cols:
-        if c == "frac_peak_train":
-            table[c] = [f"{100 * v:.1f}%" if v == v else "–" for v in table[c]]
-        elif c.endswith(("_ms", "_mb", "_ratio")):
-            table[c] = [f"{v:.3g}" if v == v else "–" for v in table[c]]
-    blocks = [("h2", "Step benchmark"),
-              ("p", f"benchmarks/step_bench.py ({STEP_CSV.name}): one training step "
-                    f"(forward, loss, backward, optimizer) at batch {df['batch'].iloc[0]}, eager "
-                    f"and (on CUDA) replayed from a CUDA graph; ×: ratio to the baseline of the "
-                    f"same architecture; op counts {', '.join(sorted(df['convention'].unique()))}."),
-              ("table", table.rename(columns=STEP_COLUMNS))]
-    for i, (dev, g) in enumerate(df.groupby("device_name")):
-        path = figures.bars(g, "arch", "train_ms", "method",
-                            f"Training step (ms) on {dev}, batch {g['batch'].iloc[0]}",
-                            figdir / f"step_bench_{i}_{store.slug(str(dev))}.png")
-        if path:
-            blocks.append(("img", path, f"Step benchmark on {dev} ({STEP_CSV.name})"))
-    return blocks

@@ -6,29 +6,24 @@ networks' conv shapes and compares with `F.conv2d` in float64 on the same (float
 weights and inputs, so only the arithmetic differs. The float32 `F.conv2d` error is given
 beside it. Columns: relative L2 error ||y32 - y64|| / ||y64||, relative max error
 max|y32 - y64| / max|y64|, and cond_2 of the transform matrices (A^T, G, B^T) and of the
-Vandermonde V. Writes benchmarks/out/realnode_error.csv and prints a Markdown table.
+Vandermonde V. Writes <results>/_measure/realnode_error.csv and prints a Markdown table.
 
-    python benchmarks/realnode_error.py             # the networks' shapes, batch 8
-    python benchmarks/realnode_error.py --quick     # small shapes (what the tests run)
+    python -m measure.realnode_error             # the networks' shapes, batch 8
+    python -m measure.realnode_error --quick     # small shapes (what the tests run)
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from measure import common
+from methods.realnode import NODE_SETS, TILES, RealNodeConv2d
 
-from methods.realnode import NODE_SETS, TILES, RealNodeConv2d  # noqa: E402
-
-DEFAULT_OUT = ROOT / "benchmarks" / "out" / "realnode_error.csv"
+NAME = "realnode_error"     # <results>/_measure/realnode_error.csv
 # (name, cin, cout, k, h): the convs of methods.cnn's lenet5 and vgg-small
 NET_SHAPES = (("lenet5-conv1", 1, 6, 5, 28), ("lenet5-conv2", 6, 16, 5, 14),
               ("vgg-small-1", 3, 64, 3, 32), ("vgg-small-2", 64, 128, 3, 16),
@@ -84,16 +79,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small shapes, batch 2")
     ap.add_argument("--batch", type=int, default=None)
-    ap.add_argument("--out", default=str(DEFAULT_OUT))
+    common.add_output_args(ap, NAME)
     args = ap.parse_args(argv)
     shapes = QUICK_SHAPES if args.quick else NET_SHAPES
     rows = error_rows(shapes, batch=args.batch or (2 if args.quick else 8))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    out = common.output_path(args, NAME)
+    common.write_csv(out, FIELDS, rows)
     print(markdown(rows))
     print(f"\nwrote {out} ({len(rows)} rows)", file=sys.stderr)
     return 0

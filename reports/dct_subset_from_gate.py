@@ -13,8 +13,8 @@ component's selection is a down-set and whether the cut falls inside a tie (then
 frequencies do not determine the subset: e.g. every gate always on, or always off).
 `--out` writes all of it as JSON.
 
-    python benchmarks/dct_subset_from_gate.py --suite benchmarks/dct-cifar10.toml --budget short
-    python benchmarks/dct_subset_from_gate.py --results-dir results --counts 6,12,16
+    python -m reports.dct_subset_from_gate --suite benchmarks/dct-cifar10.toml --budget short
+    python -m reports.dct_subset_from_gate --results-dir results --counts 6,12,16
 """
 
 from __future__ import annotations
@@ -27,17 +27,14 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import methods  # noqa: E402
-from harness import data as datasets  # noqa: E402
-from harness import store  # noqa: E402
-from harness.errors import UserError  # noqa: E402
-from harness.spec import RunSpec, load_suite  # noqa: E402
-from harness.train import CHECKPOINT  # noqa: E402
-from methods.dct import channel_pairs, is_down_set  # noqa: E402
+import methods
+from harness import data as datasets
+from harness import store
+from harness.errors import UserError
+from harness.spec import RunSpec
+from harness.store import RunDir, RunRecord
+from harness.suite import load_suite
+from methods.dct import channel_pairs, is_down_set
 
 
 def gate_runs(results_root: Path, suite: str | None, budget: str | None):
@@ -47,16 +44,16 @@ def gate_runs(results_root: Path, suite: str | None, budget: str | None):
         candidates = [(store.run_dir(results_root, s), s) for s in specs]
     else:
         candidates = [(d, RunSpec.from_dict(r["spec"])) for d, r in store.iter_records(results_root)
-                      if r.get("spec", {}).get("method") == "dct-select"]
+                      if RunRecord.from_json(r).spec.get("method") == "dct-select"]
     for directory, spec in candidates:
         if spec.method != "dct-select" or spec.hparams.get("select") != "gate":
             continue
-        record = store.read_record(directory)
-        if record is None or record.get("status") != store.STATUS_COMPLETE:
+        record = RunDir(directory).record()
+        if record is None or not record.is_complete:
             print(f"skipping {directory}: not finished", file=sys.stderr)
             continue
-        if not (directory / CHECKPOINT).exists():
-            print(f"skipping {directory}: no {CHECKPOINT}", file=sys.stderr)
+        if not RunDir(directory).checkpoint.exists():
+            print(f"skipping {directory}: no {store.CHECKPOINT}", file=sys.stderr)
             continue
         yield directory, spec, record
 
@@ -67,7 +64,7 @@ def on_frequency(directory: Path, spec: RunSpec, data_dir, batch: int = 500) -> 
     data = datasets.load(spec.dataset, data_dir, val_size=spec.val_size,
                          subset=spec.subset or None)
     model = methods.build(spec, data.input_shape, data.num_classes)
-    ckpt = torch.load(directory / CHECKPOINT, map_location="cpu", weights_only=False)
+    ckpt = torch.load(RunDir(directory).checkpoint, map_location="cpu", weights_only=False)
     model.load_state_dict(ckpt["model"])
     x = data.x_val if len(data.y_val) else data.x_train
     total = torch.zeros(model.gate.channels, dtype=torch.float64)
@@ -116,7 +113,7 @@ def main(argv=None) -> int:
             key = (spec.dataset, spec.arch, spec.budget, float(hp.pop("gate_lambda")),
                    json.dumps(hp, sort_keys=True))
             groups[key].append({"run": str(directory), "seed": spec.seed, "freq": freq,
-                                "test_error": record["metrics"].get("test_error"),
+                                "test_error": record.metrics.get("test_error"),
                                 "block": hp["block"]})
         if not groups:
             raise UserError("no finished dct-select runs with select=gate found; run the gate "

@@ -10,11 +10,11 @@ speed-up is reported as an upper bound, < E_spatial / epochs_run ("<" in the tab
 Pairs come from a suite (every spectral-param run with its spatial-param twin: the same
 spec except the method) or from two explicit run directories / history.csv files:
 
-    python benchmarks/speedup.py --suite benchmarks/rippel.toml --budget short
-    python benchmarks/speedup.py --spatial RUN_DIR_A --spectral RUN_DIR_B
+    python -m reports.speedup --suite benchmarks/rippel.toml --budget short
+    python -m reports.speedup --spatial RUN_DIR_A --spectral RUN_DIR_B
 
 Prints a Markdown table beside the paper's Table 1(b) and writes a CSV (default
-benchmarks/out/speedup.csv).
+<results>/_analysis/speedup.csv).
 """
 
 from __future__ import annotations
@@ -25,12 +25,8 @@ import math
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from harness import store  # noqa: E402
-from harness.errors import UserError  # noqa: E402
+from harness import store
+from harness.errors import UserError
 
 # Paper Table 1(b), as quoted by oracleofnj's report (reference note A.6): (3x3, 5x5)
 PAPER = {"rippel-deep": (2.2, 4.8), "rippel-generic": (2.2, 5.1), "rippel-sp": (2.4, 4.8)}
@@ -44,7 +40,7 @@ def read_val_errors(path: Path) -> list[float]:
     """Validation error per epoch (1 - val_acc) from a run directory or a history.csv."""
     path = Path(path)
     if path.is_dir():
-        path = path / "history.csv"
+        path = store.RunDir(path).history
     if not path.exists():
         raise UserError(f"{path} not found; run the suite first (python -m harness run --suite ...)")
     with path.open() as f:
@@ -72,7 +68,7 @@ def speedup(spatial: list[float], spectral: list[float]) -> dict:
 
 
 def suite_pairs(suite_path: str, budget: str | None, results_dir) -> list[tuple]:
-    from harness.spec import load_suite
+    from harness.suite import load_suite
 
     suite = load_suite(suite_path, budget)
     root = store.results_root(results_dir)
@@ -120,7 +116,8 @@ def main(argv=None) -> int:
     p.add_argument("--spectral", help="spectral run directory or history.csv")
     p.add_argument("--arch", default="", help="label for --spatial/--spectral")
     p.add_argument("--kernel", type=int, default=0, help="label for --spatial/--spectral")
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "speedup.csv"))
+    p.add_argument("--out", default=None,
+                   help="CSV path (default: <results>/_analysis/speedup.csv)")
     args = p.parse_args(argv)
     try:
         if args.suite:
@@ -144,7 +141,8 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    out = Path(args.out) if args.out else \
+        store.results_root(args.results_dir) / store.ANALYSIS_DIR / "speedup.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)

@@ -4,7 +4,7 @@ On CIFAR-10 test images (pixels in [0, 1], all 3 channels; the paper used ImageN
 validation images), for every kept fraction of parameters:
 
 - spectral pooling to s x s (s = 1..32, fraction s^2 / 1024) with the shared crop
-  `methods.fourier.spectral_crop`, reconstructed at 32 x 32 by zero-padding the spectrum
+  `methods.fourier_pooling.spectral_crop`, reconstructed at 32 x 32 by zero-padding the spectrum
   (`spectral_pad`, its right inverse; an even size's Nyquist bin is split over +-n). The
   reconstruction pad(crop(.)) is the orthogonal projection onto band-limited real maps,
   whatever the fold constant c;
@@ -13,30 +13,27 @@ validation images), for every kept fraction of parameters:
 
 The error is computed per image, ||x - x_hat||_2 / ||x||_2 over the 3 x 32 x 32 tensor, then
 averaged over images (not per pixel across images, a bug of two reimplementations).
-Writes a CSV (default benchmarks/out/approx_error.csv) and prints a Markdown table at the
-fractions both methods reach (1/4, 1/16, 1/64, 1/256).
+Writes a CSV (default <results>/_measure/approx_error.csv, which the reports pick up) and
+prints a Markdown table at the fractions both methods reach (1/4, 1/16, 1/64, 1/256).
 
-    SPECTRAL_BENCH_DATA=/work/shared/data python benchmarks/approx_error.py --n 500
+    SPECTRAL_BENCH_DATA=/work/shared/data python -m measure.approx_error --n 500
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from harness import data as datasets
+from measure import common
+from methods.fourier_pooling import spectral_crop, spectral_pad
 
-from harness import data as datasets  # noqa: E402
-from methods.fourier import spectral_crop, spectral_pad  # noqa: E402
+NAME = "approx_error"       # <results>/_measure/approx_error.csv
 
 FIELDS = ["method", "size", "stride", "kept_fraction", "mean_rel_error", "std_rel_error",
           "sem_rel_error", "n_images", "reconstruction"]
@@ -109,16 +106,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=500, help="number of CIFAR-10 test images (default 500)")
     p.add_argument("--data-dir", default=None, help="dataset directory (default $SPECTRAL_BENCH_DATA)")
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "approx_error.csv"))
+    common.add_output_args(p, NAME)
     args = p.parse_args(argv)
     x = load_images(args.n, args.data_dir)
     rows = run(x)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=FIELDS)
-        wr.writeheader()
-        wr.writerows(rows)
+    out = common.output_path(args, NAME)
+    common.write_csv(out, FIELDS, rows)
     print(f"{len(x)} CIFAR-10 test images; mean per-image relative l2 error ± s.e.m.\n")
     print(table(rows))
     print(f"\nwrote {out}")

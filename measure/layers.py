@@ -7,8 +7,8 @@ batch 100 (the papers' batch). For each (layer, shape) it measures
 - forward and backward time: median of `--repeats` runs after `--warmup` runs, in training
   mode; the backward computes the gradients of the parameters and of the input (a layer
   inside a network). A case slower than `--budget` seconds in all gets fewer repeats
-  (the CSV's `repeats` column says how many). GPU: CUDA events around each pass, with synchronize; CPU:
-  time.perf_counter.
+  (the CSV's `repeats` column says how many). GPU: CUDA events around each pass, with
+  synchronize; CPU: time.perf_counter (`measure.common.time_call`, on harness.device.Timer).
 - peak memory of one forward + backward, beyond what existed before it (inputs,
   parameters). GPU: torch.cuda.max_memory_allocated after reset_peak_memory_stats. CPU:
   the peak of the running sum of the tensor allocations and frees that torch.profiler
@@ -24,37 +24,32 @@ Layers come from the method modules (methods/*.py) when they export them; a laye
 constructor or call fails (an API that changed) is reported as a row with an error and
 skipped, so the benchmark keeps running. Add a layer by appending a `Case` to `CASES`.
 
-Writes a CSV (default benchmarks/out/layer_bench.csv; reports read it) and prints a
+Writes a CSV (default <results>/_measure/layer_bench.csv; reports read it) and prints a
 Markdown table.
 
-    python benchmarks/layer_bench.py --quick            # smoke run: seconds
-    python benchmarks/layer_bench.py                    # full run at batch 100
-    python benchmarks/layer_bench.py --device cuda --layers conv --shapes vgg
+    python -m measure.layers --quick            # smoke run: seconds
+    python -m measure.layers                    # full run at batch 100
+    python -m measure.layers --device cuda --layers conv --shapes vgg
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
-import platform
 import statistics
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
+import torch.nn as nn
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+from harness import ops
+from measure import common
+from measure.common import matmul_peak_gflops, peak_bytes, time_call
 
-from harness import ops  # noqa: E402
-
-DEFAULT_OUT = ROOT / "benchmarks" / "out" / "layer_bench.csv"
+NAME = "layer_bench"        # <results>/_measure/layer_bench.csv
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -272,25 +267,6 @@ CASES: tuple[Case, ...] = (
 
 
 # ----------------------------------------------------------------------------- measuring
-class Timer:
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-
-    def __call__(self, fn):
-        """(result, seconds) of fn()."""
-        if self.cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize()
-            start.record()
-            out = fn()
-            end.record()
-            torch.cuda.synchronize()
-            return out, start.elapsed_time(end) / 1e3
-        t0 = time.perf_counter()
-        out = fn()
-        return out, time.perf_counter() - t0
-
-
 def _prepare(module: nn.Module, inputs, device):
     module = module.to(device).train()
     inputs = tuple(t.to(device).detach().requires_grad_(t.is_floating_point() or t.is_complex())
@@ -304,7 +280,9 @@ def time_layer(module, inputs, wrt, device, warmup: int, repeats: int, budget: f
     """Median forward and backward seconds (training mode, grads of params and inputs),
     and the number of timed repeats: fewer than `repeats` (at least 1) when one
     forward + backward takes so long that the case would exceed `budget` seconds."""
-    timer = Timer(device)
+    def timer(fn):
+        return time_call(fn, device)
+
     y, t_first = timer(lambda: module(*inputs))
     g = torch.randn_like(y)
     _, t_back = timer(lambda: torch.autograd.grad(y, wrt, g, allow_unused=True))
@@ -323,35 +301,6 @@ def time_layer(module, inputs, wrt, device, warmup: int, repeats: int, budget: f
     return statistics.median(fwd), statistics.median(bwd), len(fwd)
 
 
-def peak_bytes(fn, device) -> int:
-    """Bytes allocated at the peak of `fn()`, beyond the memory allocated before it. GPU:
-    max_memory_allocated after reset_peak_memory_stats. CPU: the peak of the running sum
-    of the allocations and frees torch.profiler records (torch's CPU allocator, operator
-    granularity)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated(device) - base
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    deltas = []
-    for e in prof.events():
-        if e.name == "[memory]":
-            deltas.append((e.time_range.start, e.cpu_memory_usage))
-        elif e.self_cpu_memory_usage:
-            deltas.append((e.time_range.start, e.self_cpu_memory_usage))
-    deltas.sort()
-    cur = peak = 0
-    for _, d in deltas:
-        cur += d
-        peak = max(peak, cur)
-    return peak
-
-
 def peak_memory(module, inputs, wrt, device) -> int:
     """Bytes allocated at the peak of one forward + backward, beyond the memory before it."""
     def step():
@@ -359,17 +308,6 @@ def peak_memory(module, inputs, wrt, device) -> int:
         torch.autograd.grad(y, wrt, torch.ones_like(y), allow_unused=True)
 
     return peak_bytes(step, device)
-
-
-def matmul_peak_gflops(device, n: int, repeats: int = 5) -> float:
-    """Achieved GFLOP/s of a dense float32 n x n matmul (2 n^3 FLOPs), median of repeats."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    timer = Timer(device)
-    for _ in range(2):
-        a @ b
-    times = [timer(lambda: a @ b)[1] for _ in range(repeats)]
-    return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
 # ----------------------------------------------------------------------------- driver
@@ -441,9 +379,7 @@ def markdown(rows: list[dict], peak: float, device) -> str:
             f"{r['macs_bwd'] / 1e6:.2f}", f"{r['gflops_fwd']:.2f}",
             f"{100 * r['frac_peak_fwd']:.1f}", f"{r['gflops_bwd']:.2f}",
             f"{100 * r['frac_peak_bwd']:.1f}"])
-    cpu = platform.processor() or platform.machine()
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {cpu}"
-    title = (f"Layer benchmark on {dev}, torch {torch.__version__}, "
+    title = (f"Layer benchmark on {common.device_name(device)}, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads; dense float32 matmul peak {peak:.1f} GFLOP/s; "
              f"ops {ops.CONVENTION_ID} (FLOPs = 2 x MACs); 'x' = time / time of the "
              f"spatial layer it replaces")
@@ -454,7 +390,7 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: batch 4, two shapes, 1 warm-up, 2 repeats, small matmul")
-    ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda[:N]")
     ap.add_argument("--batch", type=int, default=None, help="batch size (default 100)")
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
@@ -465,17 +401,14 @@ def parse_args(argv=None):
                     help="matmul size for the peak (default 4096 CPU, 8192 GPU)")
     ap.add_argument("--layers", default="", help="comma-separated layer names or groups")
     ap.add_argument("--shapes", default="", help="comma-separated shape-name prefixes")
-    ap.add_argument("--out", default=str(DEFAULT_OUT), help="CSV path")
+    common.add_output_args(ap, NAME)
     args = ap.parse_args(argv)
-    dev = args.device
-    if dev == "auto":
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-    args.device = torch.device(dev)
+    args.device = common.device(args.device)
     q = args.quick
     args.batch = args.batch or (4 if q else 100)
     args.warmup = args.warmup if args.warmup is not None else (1 if q else 3)
     args.repeats = args.repeats or (2 if q else 10)
-    args.matmul_n = args.matmul_n or (512 if q else (8192 if dev == "cuda" else 4096))
+    args.matmul_n = args.matmul_n or (512 if q else (8192 if args.device.type == "cuda" else 4096))
     args.budget = args.budget or (5.0 if q else 30.0)
     if q and not args.shapes:
         args.shapes = "lenet5-conv2,vgg-small-5"
@@ -509,13 +442,8 @@ def main(argv=None) -> int:
         status = row["error"] or f"fwd {row['fwd_ms']:.3f} ms, bwd {row['bwd_ms']:.3f} ms"
         print(f"{shape.name:14s} {case.name:28s} {status}", file=sys.stderr, flush=True)
     add_ratios(rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: r.get(k, "") for k in FIELDS})
+    out = common.output_path(args, NAME)
+    common.write_csv(out, FIELDS, rows)
     print(markdown(rows, peak, args.device))
     print(f"\nwrote {out} ({len(rows)} rows) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0

@@ -3,14 +3,14 @@
 For each (method, arch) with its default options, at batch 100 on the architecture's
 dataset shape (MNIST 1x28x28 for `lenet5` and `rippel-sp`, CIFAR 3x32x32 otherwise):
 
-- training-step ms: `harness.train.train_step` eagerly (the harness's own step: forward,
+- training-step ms: `harness.step.train_step` eagerly (the harness's own step: forward,
   cross-entropy, backward, optimizer step, scheduler, `after_optimizer_step`), and on CUDA
   replayed from a CUDA graph (`harness.graph.StepRunner`, mode "on"); median of
   `--repeats` after `--warmup` steps. GPU: CUDA events around each step + synchronize;
-  CPU: time.perf_counter.
+  CPU: time.perf_counter (`measure.common.time_call`, on harness.device.Timer).
 - inference ms: the model in eval mode under no_grad, as `harness.train.evaluate`.
 - memory: `resident_mb` (parameters, gradients, optimizer state, buffers after warm-up)
-  and `step_peak_mb`, the peak of one training step above that (`layer_bench.peak_bytes`:
+  and `step_peak_mb`, the peak of one training step above that (`measure.common.peak_bytes`:
   the CUDA allocator on a GPU, torch's CPU allocator via the profiler on CPU); `peak_mb`
   is their sum.
 - the ratio of each of these to the baseline of the same architecture (`baseline`): the
@@ -20,45 +20,42 @@ dataset shape (MNIST 1x28x28 for `lenet5` and `rippel-sp`, CIFAR 3x32x32 otherwi
 - achieved GFLOP/s from the op counts (harness.ops, convention in the `convention`
   column: per image at this batch, forward + backward for a step, forward for inference;
   FLOPs = 2 MACs) and as a fraction of this device's measured dense float32 matmul peak
-  (`layer_bench.matmul_peak_gflops`).
+  (`measure.common.matmul_peak_gflops`).
 - `capture`: "ok", or why the step cannot be captured in a CUDA graph (on CUDA the capture
   itself; on CPU `harness.graph.capture_hazards`).
-- the precision policy (`precision`: fp32 = TF32 off for cuBLAS and cuDNN; tf32) and the
-  CPU thread count, in every row.
+- the precision policy (`precision`: fp32 = TF32 off for cuBLAS and cuDNN; tf32; applied by
+  `harness.device.activate`, as for a run) and the CPU thread count, in every row.
 
-Writes benchmarks/out/step_bench.csv (the reports pick it up) and prints a Markdown table.
+Writes <results>/_measure/step_bench.csv (the reports pick it up) and prints a Markdown
+table.
 
-    python benchmarks/step_bench.py --quick                 # CPU smoke run, about a minute
-    python benchmarks/step_bench.py --threads 2             # every (method, arch), CPU
-    python benchmarks/step_bench.py --device cuda           # eager and graph, GPU
-    python benchmarks/step_bench.py --methods cnn,cemnet --archs lenet5,vgg-small
+    python -m measure.steps --quick                 # CPU smoke run, about a minute
+    python -m measure.steps --threads 2             # every (method, arch), CPU
+    python -m measure.steps --device cuda           # eager and graph, GPU
+    python -m measure.steps --methods cnn,cemnet --archs lenet5,vgg-small
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
+import methods
+from harness import ops
+from harness.device import activate
+from harness.graph import StepRunner, capture_hazards
+from harness.spec import RunSpec
+from harness.step import make_optimizer, make_scheduler, train_step
+from harness.suite import resolve_hparams
+from measure import common
+from measure.common import device_name, matmul_peak_gflops, peak_bytes, time_call
 
-import methods  # noqa: E402
-from benchmarks.layer_bench import Timer, matmul_peak_gflops, peak_bytes  # noqa: E402
-from harness import ops  # noqa: E402
-from harness.graph import StepRunner, capture_hazards  # noqa: E402
-from harness.spec import RunSpec  # noqa: E402
-from harness.train import make_optimizer, make_scheduler, train_step  # noqa: E402
-
-DEFAULT_OUT = ROOT / "benchmarks" / "out" / "step_bench.csv"
+NAME = "step_bench"         # <results>/_measure/step_bench.csv
 MNIST_ARCHS = ("lenet5", "rippel-sp")
 QUICK = {"methods": ("cnn", "cemnet", "cemnet-no-wf-bn-dropout", "fcnn", "spectral-pooling"),
          "archs": ("lenet5", "vgg-small", "rippel-sp")}
@@ -94,20 +91,19 @@ def label(method: str, arch: str, hp: dict) -> str:
 
 
 def set_precision(policy: str, device: torch.device) -> dict:
-    """fp32: TF32 off for cuBLAS and cuDNN (strict float32); tf32: on. Returns the flags."""
-    tf32 = policy == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    """Make `device` current and apply the precision policy as a run does
+    (`harness.device.activate`); the row's flags: TF32 in effect (only on a GPU)."""
+    flags = activate(device, policy)
     on_gpu = device.type == "cuda"
-    return {"precision": policy, "tf32_matmul": tf32 and on_gpu, "tf32_cudnn": tf32 and on_gpu}
+    return {"precision": policy, "tf32_matmul": flags["tf32_matmul"] and on_gpu,
+            "tf32_cudnn": flags["tf32_cudnn"] and on_gpu}
 
 
 def build(method: str, arch: str, hp: dict, device, batch: int, steps: int,
           capturable: bool = False):
     shape = input_shape(arch)
     spec = RunSpec(method, arch, "bench", batch_size=batch,
-                   hparams=methods.resolve_hparams(method, arch, hp))
+                   hparams=resolve_hparams(method, arch, hp))
     torch.manual_seed(0)
     model = methods.build(spec, shape, 10).to(device).train()
     opt = make_optimizer(spec, model.parameters(), capturable=capturable)
@@ -124,7 +120,9 @@ def data(shape, batch: int, device):
 def timed(fn, device, warmup: int, repeats: int, budget: float) -> tuple[float, int]:
     """Median seconds of fn() over `repeats` calls after `warmup` calls; fewer repeats (at
     least 1) when the case would take more than `budget` seconds."""
-    timer = Timer(device)
+    def timer(f):
+        return time_call(f, device)
+
     _, first = timer(fn)
     if (warmup + repeats) * first > budget:
         repeats, warmup = max(1, int(budget / max(first, 1e-9)) - 1), min(warmup, 1)
@@ -230,12 +228,6 @@ def add_ratios(rows: list[dict]) -> None:
                 r[key] = a / b
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()}"
-
-
 def cases(args) -> list[tuple[str, str, dict]]:
     want_m = [m for m in args.methods.split(",") if m] or (
         list(QUICK["methods"]) if args.quick else methods.names())
@@ -301,14 +293,9 @@ def parse_args(argv=None):
                     help="fp32 (TF32 off, default) or tf32 for cuBLAS/cuDNN")
     ap.add_argument("--matmul-n", type=int, default=None,
                     help="matmul size for the peak (default 4096 CPU, 8192 GPU; quick 1024)")
-    ap.add_argument("--out", default=str(DEFAULT_OUT), help="CSV path")
+    common.add_output_args(ap, NAME)
     args = ap.parse_args(argv)
-    dev = args.device
-    if dev == "auto":
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-    args.device = torch.device(dev)
-    if args.device.type == "cuda" and args.device.index is None:
-        args.device = torch.device("cuda", torch.cuda.current_device())
+    args.device = common.device(args.device)
     q = args.quick
     args.warmup = args.warmup if args.warmup is not None else (1 if q else 3)
     args.repeats = args.repeats or (3 if q else 10)
@@ -322,8 +309,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device.type == "cuda":
-        torch.cuda.set_device(args.device)
     prec = set_precision(args.precision, args.device)
     t0 = time.perf_counter()
     peak = matmul_peak_gflops(args.device, args.matmul_n)
@@ -337,14 +322,9 @@ def main(argv=None) -> int:
                                   + f", infer {row['infer_ms']:.1f} ms, capture {row['capture'][:60]}")
         print(f"{label(method, arch, hp):40s} {status}", file=sys.stderr, flush=True)
     add_ratios(rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (round(v, 4) if isinstance(v, float) else v)
-                             for k, v in ((k, r.get(k, "")) for k in FIELDS)})
+    out = common.output_path(args, NAME)
+    common.write_csv(out, FIELDS, [{k: round(v, 4) if isinstance(v, float) else v
+                                    for k, v in r.items()} for r in rows])
     print(markdown(rows, peak, args.device))
     print(f"\nwrote {out} ({len(rows)} rows) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0

@@ -1,0 +1,85 @@
+"""The standalone measurements in a report: whatever of them exists under the results root.
+
+    python -m measure.approx_error  -> <results>/_measure/approx_error.csv  -> a figure
+    python -m measure.layers        -> <results>/_measure/layer_bench.csv   -> figures per group
+    python -m measure.steps         -> <results>/_measure/step_bench.csv    -> a table, figures
+                                       (and render's paper-budget projection of the cost)
+(`harness.store.measurement_csv` names the files for both sides.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from harness import store
+from reports import figures
+
+APPROX_CSV, LAYER_CSV, STEP_CSV = "approx_error", "layer_bench", "step_bench"
+
+
+def blocks(root: Path, figdir: Path) -> list:
+    """Figures (and the step table) of the measurements found under `root`."""
+    approx, layer, steps = (store.measurement_csv(root, n) for n in (APPROX_CSV, LAYER_CSV, STEP_CSV))
+    blocks: list = []
+    if approx.exists():
+        df = pd.read_csv(approx)
+        path = figures.csv_lines(df, "kept_fraction", "mean_rel_error", "method",
+                                 "Relative l2 reconstruction error vs fraction of values kept",
+                                 figdir / "approx_error.png", logx=True)
+        if path:
+            blocks.append(("img", path, f"Rippel Fig. 4a analogue ({approx.name})"))
+    if layer.exists():
+        df = pd.read_csv(layer)
+        if {"fwd_ms", "bwd_ms", "layer", "shape"} <= set(df.columns):
+            if "error" in df:
+                df = df[df["error"].isna()]
+            df = df.assign(**{"forward + backward (ms)": df["fwd_ms"] + df["bwd_ms"]})
+            for group, g in df.groupby(df["group"] if "group" in df else "all"):
+                path = figures.bars(g, "shape", "forward + backward (ms)", "layer",
+                                    f"Layer benchmark: {group} (batch {g['batch'].iloc[0]})"
+                                    if "batch" in g else f"Layer benchmark: {group}",
+                                    figdir / f"layer_bench_{store.slug(str(group))}.png")
+                if path:
+                    blocks.append(("img", path, f"Layer speed benchmark, {group} ({layer.name})"))
+    if steps.exists():
+        blocks += step_bench_blocks(pd.read_csv(steps), figdir)
+    return blocks
+
+
+STEP_COLUMNS = {"method": "method", "variant": "arch", "device_name": "device",
+                "threads": "threads", "precision": "precision", "train_ms": "train ms",
+                "train_graph_ms": "graph ms", "infer_ms": "infer ms", "peak_mb": "peak MB",
+                "baseline": "baseline", "train_ratio": "train ×", "train_graph_ratio": "graph ×",
+                "infer_ratio": "infer ×", "peak_ratio": "peak mem ×",
+                "frac_peak_train": "train % of matmul peak", "capture": "capture"}
+
+
+def step_bench_blocks(df: pd.DataFrame, figdir: Path) -> list:
+    """The step benchmark (measure.steps): a table and, per device, training-step
+    time by method for each architecture."""
+    if df.empty or not {"method", "arch", "train_ms"} <= set(df.columns):
+        return []
+    if "error" in df:
+        df = df[df["error"].isna()]
+    cols = [c for c in STEP_COLUMNS if c in df.columns]
+    table = df[cols].copy()
+    for c in cols:
+        if c == "frac_peak_train":
+            table[c] = [f"{100 * v:.1f}%" if v == v else "–" for v in table[c]]
+        elif c.endswith(("_ms", "_mb", "_ratio")):
+            table[c] = [f"{v:.3g}" if v == v else "–" for v in table[c]]
+    blocks = [("h2", "Step benchmark"),
+              ("p", f"measure.steps ({STEP_CSV}.csv): one training step "
+                    f"(forward, loss, backward, optimizer) at batch {df['batch'].iloc[0]}, eager "
+                    f"and (on CUDA) replayed from a CUDA graph; ×: ratio to the baseline of the "
+                    f"same architecture; op counts {', '.join(sorted(df['convention'].unique()))}."),
+              ("table", table.rename(columns=STEP_COLUMNS))]
+    for i, (dev, g) in enumerate(df.groupby("device_name")):
+        path = figures.bars(g, "arch", "train_ms", "method",
+                            f"Training step (ms) on {dev}, batch {g['batch'].iloc[0]}",
+                            figdir / f"step_bench_{i}_{store.slug(str(dev))}.png")
+        if path:
+            blocks.append(("img", path, f"Step benchmark on {dev} ({STEP_CSV}.csv)"))
+    return blocks
