@@ -1,10 +1,16 @@
 """Small helpers shared by the tests."""
 
+import functools
 import types
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+import methods
+from harness.ops import UnsupportedOperatorError, count_ops
+from harness.spec import RunSpec
 
 
 def rand(*shape, seed=0, complex_=False) -> torch.Tensor:
@@ -14,6 +20,47 @@ def rand(*shape, seed=0, complex_=False) -> torch.Tensor:
     if complex_:
         a = a + 1j * g.standard_normal(shape)
     return torch.from_numpy(a)
+
+
+# Independent references for the spectral primitives (tests/test_fourier.py, test_cemnet.py):
+# F.conv2d on a circularly padded input, numpy FFTs, float64 gradcheck.
+def circ_corr_tl(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """CNN cross-correlation with circular wrap, kernel anchored top-left (F.conv2d)."""
+    kh, kw = w.shape[-2:]
+    return F.conv2d(F.pad(x, (0, kw - 1, 0, kh - 1), mode="circular"), w)
+
+
+def rev(a: torch.Tensor) -> torch.Tensor:
+    """a[(-i) mod H, (-j) mod W]."""
+    return torch.roll(torch.flip(a, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+
+
+def np_kernel_spectrum(w: torch.Tensor, size) -> np.ndarray:
+    """numpy fft2 of the (Cout, Cin, k, k) kernel zero-padded top-left, as (Cin, Cout, H, W)."""
+    wn = w.detach().numpy().transpose(1, 0, 2, 3)
+    padded = np.zeros(wn.shape[:2] + tuple(size))
+    padded[..., :wn.shape[-2], :wn.shape[-1]] = wn
+    return np.fft.fft2(padded)
+
+
+def np_maxpool2(y: np.ndarray) -> np.ndarray:
+    b, c, h, w = y.shape
+    y = y[..., :h // 2 * 2, :w // 2 * 2]
+    return y.reshape(b, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+
+
+def gradcheck(fn, inputs, **kw):
+    """float64 gradcheck; fast mode (random projections of the Jacobian) keeps it quick."""
+    return torch.autograd.gradcheck(fn, inputs, fast_mode=True, **kw)
+
+
+def crandn(*shape):
+    return torch.randn(*shape, dtype=torch.complex128)
+
+
+def _hermitian(z: np.ndarray) -> bool:
+    zr = np.roll(np.flip(z, axis=(-2, -1)), shift=(1, 1), axis=(-2, -1))
+    return np.allclose(zr, np.conj(z), atol=1e-10)
 
 
 # methods.cnn's networks, for methods that replace only their convolutions:
@@ -55,3 +102,34 @@ class InProcessExecutor:
                 raise exc
             job.result = fail
         return job
+
+
+# Registered models at their natural input size, and their op counts (cached: the counts
+# of one (method, arch) serve tests/test_ops.py and tests/test_registry_contract.py).
+def natural_shape(arch: str) -> tuple[int, int, int]:
+    """MNIST shape for the LeNet family, CIFAR-10 shape for everything else (VGG)."""
+    return (1, 28, 28) if arch.startswith("lenet") else (3, 32, 32)
+
+
+def build(method: str, arch: str):
+    shape = natural_shape(arch)
+    torch.manual_seed(0)
+    return methods.build(RunSpec(method, arch, "test"), shape, 10), shape
+
+
+@functools.lru_cache(maxsize=None)
+def counted(method: str, arch: str) -> dict:
+    """count_ops of a registered model. Counts depend only on shapes and dtypes, so the
+    model is first built on the meta device (skipping the initialisation arithmetic, the
+    slow part for big spectral models) and given uninitialised CPU storage; a model that
+    cannot be built or counted that way is built normally."""
+    shape = natural_shape(arch)
+    try:
+        with torch.device("meta"):
+            model = methods.build(RunSpec(method, arch, "test"), shape, 10)
+        return count_ops(model.to_empty(device="cpu"), shape)
+    except UnsupportedOperatorError:
+        raise
+    except Exception:   # noqa: BLE001 - fall back to the ordinary build
+        model, shape = build(method, arch)
+        return count_ops(model, shape)

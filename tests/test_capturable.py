@@ -18,14 +18,12 @@ import torch.nn as nn
 import methods
 from harness.graph import capture_hazards
 from harness.spec import RunSpec
+from harness.suite import resolve_hparams
+from helpers import natural_shape
 
 REGISTRY = [(m, a) for m in methods.names() for a in methods.get(m).archs]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def natural_shape(arch: str) -> tuple[int, int, int]:
-    return (1, 28, 28) if arch.startswith("lenet") else (3, 32, 32)
 
 
 @pytest.mark.parametrize("method,arch", REGISTRY, ids=[f"{m}-{a}" for m, a in REGISTRY])
@@ -92,6 +90,6 @@ OPTIONS = [("cemnet", "lenet5", {"pool": "freq-avg"}), ("cemnet", "lenet5", {"wf
 def test_options_have_no_capture_hazards(method, arch, hp):
     shape = natural_shape(arch)
     torch.manual_seed(0)
-    model = methods.build(RunSpec(method, arch, "test", hparams=methods.resolve_hparams(
+    model = methods.build(RunSpec(method, arch, "test", hparams=resolve_hparams(
         method, arch, hp)), shape, 10)
     assert capture_hazards(model, torch.randn(2, *shape), torch.tensor([3, 7])) == []

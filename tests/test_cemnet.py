@@ -1,4 +1,5 @@
-"""CEMNet and the shared spectral primitives (methods/fourier.py, methods/cemnet.py).
+"""CEMNet (methods/cemnet.py): its layers, gradients, Weight Fixation, noise, architectures
+and options (the shared spectral primitives it is built from: tests/test_fourier.py).
 
 Every expected value is an independent computation: F.conv2d on a circularly padded input,
 numpy FFTs, explicit real two-branch arithmetic, float64 gradcheck, parameter counts by hand
@@ -15,11 +16,12 @@ import torch.nn.functional as F
 
 import methods
 from harness.errors import UserError
+from harness.suite import resolve_hparams
 from methods.cemnet import (ABLATIONS, ApproxDropout, ApproxLeakyReLU, EMLayer, FreqBatchNorm,
                             build_cemnet)
-from methods.fourier import (from_planar, hermitian_fill, kernel_spectrum, pad_kernel,
-                             spectral_matmul,
-                             spectral_maxpool, to_planar, wf_project)
+from methods.fourier import (from_planar, hermitian_fill, spectral_matmul, spectral_maxpool,
+                             to_planar, wf_project)
+from helpers import _hermitian, circ_corr_tl, crandn, gradcheck, np_kernel_spectrum, np_maxpool2, rev
 
 CEM_METHODS = sorted(ABLATIONS)
 DT = torch.float64
@@ -32,25 +34,6 @@ def _seed():
 
 # ------------------------------------------------------------------ independent references
 
-def circ_corr_tl(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """CNN cross-correlation with circular wrap, kernel anchored top-left (F.conv2d)."""
-    kh, kw = w.shape[-2:]
-    return F.conv2d(F.pad(x, (0, kw - 1, 0, kh - 1), mode="circular"), w)
-
-
-def rev(a: torch.Tensor) -> torch.Tensor:
-    """a[(-i) mod H, (-j) mod W]."""
-    return torch.roll(torch.flip(a, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
-
-
-def np_kernel_spectrum(w: torch.Tensor, size) -> np.ndarray:
-    """numpy fft2 of the (Cout, Cin, k, k) kernel zero-padded top-left, as (Cin, Cout, H, W)."""
-    wn = w.detach().numpy().transpose(1, 0, 2, 3)
-    padded = np.zeros(wn.shape[:2] + tuple(size))
-    padded[..., :wn.shape[-2], :wn.shape[-1]] = wn
-    return np.fft.fft2(padded)
-
-
 def em_to_spatial(planar: torch.Tensor) -> torch.Tensor:
     """Planar spectrum -> ifft2 (complex), via numpy."""
     c = planar.shape[1] // 2
@@ -58,54 +41,7 @@ def em_to_spatial(planar: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.fft.ifft2(z))
 
 
-def np_maxpool2(y: np.ndarray) -> np.ndarray:
-    b, c, h, w = y.shape
-    y = y[..., :h // 2 * 2, :w // 2 * 2]
-    return y.reshape(b, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
-
-
-def gradcheck(fn, inputs, **kw):
-    """float64 gradcheck; fast mode (random projections of the Jacobian) keeps it quick."""
-    return torch.autograd.gradcheck(fn, inputs, fast_mode=True, **kw)
-
-
-def crandn(*shape):
-    return torch.randn(*shape, dtype=torch.complex128)
-
-
 # ------------------------------------------------------------------ EM product
-
-@pytest.mark.parametrize("size", [(8, 8), (6, 7), (5, 4)])
-def test_em_product_is_index_reversed_circular_correlation(size):
-    x = torch.randn(3, 2, *size, dtype=DT)
-    w = torch.randn(4, 2, 3, 3, dtype=DT)
-    X = torch.from_numpy(np.fft.fft2(x.numpy()))
-    Wf = torch.from_numpy(np_kernel_spectrum(w, size))
-    y = torch.fft.ifft2(spectral_matmul(X, Wf, conj_input=True))
-    assert y.imag.abs().max() < 1e-10
-    torch.testing.assert_close(y.real, rev(circ_corr_tl(x, w)))
-
-
-def test_conj_weight_variant_is_plain_circular_correlation():
-    x = torch.randn(2, 3, 7, 6, dtype=DT)
-    w = torch.randn(5, 3, 3, 3, dtype=DT)
-    X = torch.from_numpy(np.fft.fft2(x.numpy()))
-    Wf = torch.from_numpy(np_kernel_spectrum(w, (7, 6)))
-    y = torch.fft.ifft2(spectral_matmul(X, Wf.conj(), conj_input=False))
-    assert y.imag.abs().max() < 1e-10
-    torch.testing.assert_close(y.real, circ_corr_tl(x, w))
-
-
-def test_two_branch_arithmetic_equals_conj_x_times_w():
-    X, W = crandn(3, 4, 5, 6), crandn(4, 2, 5, 6)
-    xr, xi, wr, wi = X.real, X.imag, W.real, W.imag
-    # the paper's Algorithm 1 / ComplexDotLayer, written with real tensors only
-    out_re = (xr[:, :, None] * wr[None] + xi[:, :, None] * wi[None]).sum(1)
-    out_im = (xr[:, :, None] * wi[None] - xi[:, :, None] * wr[None]).sum(1)
-    y = spectral_matmul(X, W, conj_input=True)
-    torch.testing.assert_close(y.real, out_re)
-    torch.testing.assert_close(y.imag, out_im)
-
 
 @pytest.mark.parametrize("wf", ["spatial", "projected", "none"])
 @pytest.mark.parametrize("onesided", [True, False])
@@ -168,14 +104,6 @@ def test_spatial_kernel_gradient_formula(onesided):
     torch.testing.assert_close(layer.weight.grad, torch.from_numpy(expect))
 
 
-@pytest.mark.parametrize("conj_input", [True, False])
-def test_gradcheck_spectral_matmul(conj_input):
-    X = crandn(2, 3, 3, 2).requires_grad_(True)
-    W = crandn(3, 2, 3, 2).requires_grad_(True)
-    assert gradcheck(lambda a, b: spectral_matmul(a, b, conj_input=conj_input),
-                                    (X, W))
-
-
 @pytest.mark.parametrize("wf,onesided", [("spatial", True), ("spatial", False),
                                          ("projected", False), ("none", True)])
 def test_gradcheck_em_layer(wf, onesided):
@@ -231,28 +159,6 @@ def test_gradcheck_whole_model_wrt_input(activation):
 
 # ------------------------------------------------------------------ Weight Fixation
 
-def _hermitian(z: np.ndarray) -> bool:
-    zr = np.roll(np.flip(z, axis=(-2, -1)), shift=(1, 1), axis=(-2, -1))
-    return np.allclose(zr, np.conj(z), atol=1e-10)
-
-
-def test_wf_projector_is_idempotent_hermitian_and_fixes_kernels():
-    W = crandn(3, 2, 7, 6)
-    assert not _hermitian(W.numpy())
-    P1 = wf_project(W, 3)
-    torch.testing.assert_close(wf_project(P1, 3), P1)
-    assert _hermitian(P1.numpy())
-    spatial = np.fft.ifft2(P1.numpy())
-    assert np.abs(spatial.imag).max() < 1e-10
-    outside = np.ones((7, 6), bool)
-    outside[:3, :3] = False
-    assert np.abs(spatial.real[..., outside]).max() < 1e-10
-    # spectra of top-left 3x3 real kernels are fixed points
-    k = torch.randn(2, 3, 3, 3, dtype=DT)
-    Wk = torch.from_numpy(np_kernel_spectrum(k, (7, 6)))
-    torch.testing.assert_close(wf_project(Wk, 3), Wk)
-
-
 def test_projected_sgd_step_equals_spatial_step_at_scaled_lr():
     # note §1.9.6: SGD on frequency weights + projection at lr equals a spatial-kernel step
     # at lr / (H*W); this exercises the model hook `after_optimizer_step`.
@@ -303,32 +209,6 @@ def test_wf_blocks_limits_fixation_to_leading_blocks():
 
 # ------------------------------------------------------------------ pool, fill, BN
 
-@pytest.mark.parametrize("size", [(8, 8), (7, 6), (2, 2)])
-def test_pool_sandwich_on_real_maps(size):
-    y = np.random.default_rng(0).standard_normal((2, 3, *size))
-    expect = np.fft.fft2(np_maxpool2(y))
-    out = spectral_maxpool(torch.from_numpy(np.fft.fft2(y)), 2)
-    np.testing.assert_allclose(out.numpy(), expect, atol=1e-10)
-    half = spectral_maxpool(torch.from_numpy(np.fft.fft2(y)), 2, onesided=True)
-    np.testing.assert_allclose(half.numpy(), expect[..., :expect.shape[-1] // 2 + 1], atol=1e-10)
-    if size == (2, 2):
-        assert torch.all(out.imag == 0)
-
-
-def test_pool_discards_antihermitian_part():
-    Y = crandn(2, 3, 6, 6)
-    expect = np.fft.fft2(np_maxpool2(np.fft.ifft2(Y.numpy()).real))
-    np.testing.assert_allclose(spectral_maxpool(Y, 2).numpy(), expect, atol=1e-10)
-
-
-@pytest.mark.parametrize("width", [1, 2, 5, 6])
-def test_hermitian_fill_recovers_full_fft(width):
-    y = np.random.default_rng(1).standard_normal((2, 3, 5, width))
-    full = np.fft.fft2(y)
-    out = hermitian_fill(torch.from_numpy(full[..., :width // 2 + 1]), width)
-    np.testing.assert_allclose(out.numpy(), full, atol=1e-10)
-
-
 def test_freq_bn_equals_two_independent_batchnorms():
     z = crandn(8, 3, 4, 5).to(torch.complex64)
     bn = FreqBatchNorm(3).train()
@@ -346,31 +226,6 @@ def test_freq_bn_equals_two_independent_batchnorms():
         out = from_planar(bn(to_planar(z)))
         torch.testing.assert_close(out.real, re(z.real.contiguous()))
         torch.testing.assert_close(out.imag, im(z.imag.contiguous()))
-
-
-def test_planar_layout():
-    z = crandn(2, 3, 4, 5)
-    p = to_planar(z)
-    assert p.shape == (2, 6, 4, 5)
-    torch.testing.assert_close(p[:, :3], z.real)
-    torch.testing.assert_close(p[:, 3:], z.imag)
-    torch.testing.assert_close(from_planar(p), z)
-
-
-@pytest.mark.parametrize("size", [(6, 6), (5, 7), (2, 2)])
-def test_kernel_spectrum_is_fft_of_padded_kernel(size):
-    w = torch.randn(4, 3, min(3, size[0]), min(3, size[1]), dtype=DT)
-    expect = np_kernel_spectrum(w, size)
-    np.testing.assert_allclose(kernel_spectrum(w, size).numpy(), expect, atol=1e-12)
-    np.testing.assert_allclose(kernel_spectrum(w, size, onesided=True).numpy(),
-                               expect[..., :size[1] // 2 + 1], atol=1e-12)
-
-
-def test_pad_kernel_top_left():
-    w = torch.arange(1, 7, dtype=DT).reshape(1, 1, 2, 3)
-    p = pad_kernel(w, (4, 5))
-    assert p.shape == (1, 1, 4, 5)
-    assert torch.equal(p[..., :2, :3], w) and p.abs().sum() == w.abs().sum()
 
 
 def test_first_stage_equals_reference_pipeline():
@@ -517,6 +372,6 @@ def test_bad_options_raise_user_error(key, value):
 
 
 def test_set_overrides_are_typed():
-    hp = methods.resolve_hparams("cemnet", "lenet5", {"wf": "projected", "dropout_conv": "0.4",
+    hp = resolve_hparams("cemnet", "lenet5", {"wf": "projected", "dropout_conv": "0.4",
                                                       "bn": "false"})
     assert hp["wf"] == "projected" and hp["dropout_conv"] == 0.4 and hp["bn"] is False

@@ -6,6 +6,7 @@ import torch
 import methods
 from harness.errors import UserError
 from harness.spec import RunSpec
+from harness.suite import resolve_hparams
 
 
 def conv(cin, cout, k):      # weights + bias + BatchNorm (gamma, beta)
@@ -68,6 +69,6 @@ def test_unknown_arch_and_option():
     with pytest.raises(UserError, match="valid architectures: lenet5, vgg-small, vgg-large"):
         methods.resolve_arch("cnn", "resnet", (1, 28, 28))
     with pytest.raises(UserError, match="valid options: dropout_conv, dropout_fc"):
-        methods.resolve_hparams("cnn", "lenet5", {"nope": "1"})
+        resolve_hparams("cnn", "lenet5", {"nope": "1"})
     with pytest.raises(UserError, match="unknown method 'nope'; valid methods:"):
         methods.get("nope")

@@ -85,7 +85,8 @@ def test_state_survives_a_resume(load):
 def test_pinned_threads_are_used_recorded_and_part_of_the_run_id(tmp_path):
     import torch
 
-    from harness.runner import execute, make_spec
+    from harness.runner import execute
+    from harness.suite import make_spec
 
     before = torch.get_num_threads()
     spec = make_spec("cnn", "lenet5", "synthetic", epochs=1, subset=200, threads=1)
@@ -103,8 +104,8 @@ def test_local_sweep_divides_the_cores_among_its_runs(tmp_path, monkeypatch):
     from harness import schedule
     from helpers import InProcessExecutor
 
-    monkeypatch.setattr(schedule, "default_threads", lambda parallel=1: 4 // parallel)
-    monkeypatch.setattr(schedule.submitit, "LocalExecutor", InProcessExecutor)
+    monkeypatch.setattr(schedule.local, "default_threads", lambda parallel=1: 4 // parallel)
+    monkeypatch.setattr(schedule.local.submitit, "LocalExecutor", InProcessExecutor)
     jobs = []
     real_submit = InProcessExecutor.submit
     monkeypatch.setattr(InProcessExecutor, "submit",

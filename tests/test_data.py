@@ -46,7 +46,7 @@ def make_idx_dir(root: Path, n_train=120, n_test=30, compress=True, seed=0):
 def small_counts(monkeypatch):
     monkeypatch.setitem(data.IDX_COUNTS, "train", 120)
     monkeypatch.setitem(data.IDX_COUNTS, "t10k", 30)
-    monkeypatch.setattr(data, "CIFAR_COUNTS", (100, 20))
+    monkeypatch.setattr(data.formats, "CIFAR_COUNTS", (100, 20))
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -91,9 +91,9 @@ def test_idx_truncated(tmp_path, small_counts):
 
 def test_missing_files_offline_one_line_error(tmp_path, monkeypatch):
     def offline(*a, **k):
-        raise data.urllib.error.URLError("Name or service not known")
+        raise data.formats.urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(data.formats.urllib.request, "urlopen", offline)
     with pytest.raises(UserError) as err:
         data.load_raw("mnist", tmp_path)
     msg = str(err.value)
@@ -303,8 +303,8 @@ def test_synthetic_needs_spatial_features():
 
 
 def test_default_dataset_falls_back_to_synthetic(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(data.urllib.request, "urlopen",
-                        lambda *a, **k: (_ for _ in ()).throw(data.urllib.error.URLError("offline")))
+    monkeypatch.setattr(data.formats.urllib.request, "urlopen",
+                        lambda *a, **k: (_ for _ in ()).throw(data.formats.urllib.error.URLError("offline")))
     assert data.default_dataset(tmp_path) == "synthetic"
     assert "synthetic" in capsys.readouterr().err
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import methods
 from harness.errors import UserError
 from harness.spec import RunSpec
+from harness.suite import resolve_hparams
 from methods.dct import (SUBSETS, ChannelGate, DCTFrontend, block_dct, block_idct, channel_pairs,
                          dct_matrix, gumbel_gate, is_down_set, parse_subset, rgb_to_ycbcr,
                          subset_channels, upsample_dct_basis, ycbcr_to_rgb)
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def build(arch, shape, **hp):
     torch.manual_seed(0)
-    h = methods.resolve_hparams("dct-select", arch, {k: str(v) for k, v in hp.items()})
+    h = resolve_hparams("dct-select", arch, {k: str(v) for k, v in hp.items()})
     return methods.build(RunSpec("dct-select", arch, "test", hparams=h), shape, 10)
 
 
@@ -277,7 +278,7 @@ def test_rgb_baseline_is_the_full_backbone():
     assert n_conv[0] - n_conv[1] == 7
     lenet = build("lenet5", (1, 28, 28), input="rgb", dropout_conv=0.4, dropout_fc=0.5).eval()
     torch.manual_seed(0)
-    cnn = methods.build(RunSpec("cnn", "lenet5", "test", hparams=methods.resolve_hparams(
+    cnn = methods.build(RunSpec("cnn", "lenet5", "test", hparams=resolve_hparams(
         "cnn", "lenet5", {})), (1, 28, 28), 10).eval()
     x = torch.randn(2, 1, 28, 28)
     assert torch.equal(lenet(x), cnn(x))                 # the cnn method's LeNet-5, exactly
@@ -288,28 +289,3 @@ def test_rgb_baseline_is_the_full_backbone():
 def test_bad_options_are_user_errors(hp):
     with pytest.raises(UserError):
         build("resnet20", (3, 32, 32), **hp)
-
-
-def test_subset_derivation_from_gate_frequencies():
-    """benchmarks/dct_subset_from_gate.py keeps the most frequently selected channels; ties go
-    to the lower component, then the lower u + v."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "dct_subset_from_gate.py"
-    spec = importlib.util.spec_from_file_location("dct_subset_from_gate", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    freq = torch.zeros(48, dtype=torch.float64)
-    freq[[0, 1, 4, 16, 32]] = 0.9                 # Y (0,0) (0,1) (1,0), Cb DC, Cr DC
-    freq[7] = 0.95                                 # Y (1,3): on most often, breaks the down-set
-    freq[[2, 5, 8]] = 0.5                          # a tie: Y (0,2) (1,1) (2,0)
-    d6 = mod.derive(freq, 3, 4, 6)
-    assert d6["channels"] == [0, 1, 4, 7, 16, 32] and not d6["down_set"]
-    assert not d6["tied_at_cut"] and mod.derive(freq, 3, 4, 7)["tied_at_cut"]
-    assert d6["per_component"] == [4, 1, 1]
-    d8 = mod.derive(freq, 3, 4, 8)
-    assert d8["channels"] == [0, 1, 2, 4, 5, 7, 16, 32]   # ties: (0,2) and (1,1) before (2,0)
-    freq[7] = 0.0
-    assert mod.derive(freq, 3, 4, 5)["down_set"]
-    assert mod.derive(freq, 3, 4, 5)["subset"] == "0,1,4,16,32"

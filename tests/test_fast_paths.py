@@ -13,9 +13,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from methods.fourier import (dft_matrix, frequency_mask, frequency_mask_1d, hermitian_fill,
-                             sample_cutoff, sample_cutoff_tensor, spectral_matmul,
-                             spectral_matmul_planar, spectral_pool, to_planar)
+from methods.fourier import (dft_matrix, hermitian_fill, spectral_matmul, spectral_matmul_planar,
+                             to_planar)
+from methods.fourier_pooling import (frequency_mask, frequency_mask_1d, sample_cutoff,
+                                     sample_cutoff_tensor, spectral_pool)
 from helpers import rand
 
 pytestmark = pytest.mark.usefixtures("one_thread")

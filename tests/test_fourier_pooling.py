@@ -1,4 +1,5 @@
-"""Spectral pooling (crop, fold, pad, rfft fast path) and frequency dropout in methods/fourier.py.
+"""Spectral pooling (crop, fold, pad, rfft fast path) and frequency dropout
+(methods/fourier_pooling.py).
 
 The identities of the reference note, part A.7 (methods-spectral-dct-laplace.md). Every
 reference is an independent computation: numpy DFTs with explicit index lists, explicit
@@ -13,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from methods.fourier import (POOL_SCALES, dropout_fraction, frequency_mask, sample_cutoff,
-                             spectral_crop, spectral_pad, spectral_pool)
+from methods.fourier_pooling import (POOL_SCALES, dropout_fraction, frequency_mask, sample_cutoff,
+                                     spectral_crop, spectral_pad, spectral_pool)
 from helpers import rand
 
 TOL = 1e-12

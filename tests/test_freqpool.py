@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import methods
 from harness.errors import UserError
 from harness.spec import RunSpec
+from harness.suite import resolve_hparams
 from methods.freqpool import (FreqAvgPool, dirichlet_closed_form, dirichlet_kernel,
                               freq_avg_pool2d, hermitian_part, spectral_fold, spectral_gap)
 from helpers import rand
@@ -171,7 +172,7 @@ def fft_calls(monkeypatch):
 
 def build(method, pool, shape=(1, 28, 28)):
     torch.manual_seed(0)
-    hp = methods.resolve_hparams(method, "lenet5", {"pool": pool})
+    hp = resolve_hparams(method, "lenet5", {"pool": pool})
     return methods.build(RunSpec(method, "lenet5", "test", hparams=hp), shape, 10).eval()
 
 

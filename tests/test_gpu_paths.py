@@ -23,7 +23,8 @@ from harness.__main__ import main
 from harness.device import Timer, apply_precision, resolve_device
 from harness.env import device_info
 from harness.errors import UserError
-from harness.runner import execute, make_spec
+from harness.runner import execute
+from harness.suite import make_spec
 from helpers import InProcessExecutor
 
 GPU_NAME = "Simulated H200"
@@ -118,7 +119,7 @@ def test_run_suite_hands_training_an_indexed_device(fake_cuda, handed, tmp_path,
 
 
 def test_local_sweep_binds_each_job_to_its_gpu(fake_cuda, handed, tmp_path, monkeypatch):
-    monkeypatch.setattr(schedule.submitit, "LocalExecutor", InProcessExecutor)
+    monkeypatch.setattr(schedule.local.submitit, "LocalExecutor", InProcessExecutor)
     InProcessExecutor.submitted = []
     suite = tmp_path / "s.toml"
     suite.write_text('[suite]\nname = "s"\ndataset = "synthetic"\nseeds = [0, 1]\n'

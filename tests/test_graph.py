@@ -18,7 +18,8 @@ import methods
 from harness.errors import UserError
 from harness.graph import StepRunner, current_lr
 from harness.spec import RunSpec
-from harness.train import make_optimizer, make_scheduler, train_step
+from harness.step import make_optimizer, make_scheduler, train_step
+from harness.suite import resolve_hparams
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CUDA = torch.cuda.is_available()
@@ -28,7 +29,7 @@ needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (CUDA graphs)
 def setup(method="cnn", arch="lenet5", device="cpu", capturable=False, steps=20, seed=0,
           spec_kw=None, **hp):
     shape = (3, 32, 32) if arch.startswith("vgg") else (1, 28, 28)
-    spec = RunSpec(method, arch, "test", hparams=methods.resolve_hparams(method, arch, hp),
+    spec = RunSpec(method, arch, "test", hparams=resolve_hparams(method, arch, hp),
                    **(spec_kw or {}))
     torch.manual_seed(seed)
     model = methods.build(spec, shape, 10).to(device).train()
@@ -262,7 +263,7 @@ def test_sgd_runs_eager_and_says_why():
 
 # ------------------------------------------------------------------------------ the run
 def run_spec(**kw):
-    from harness.runner import make_spec
+    from harness.suite import make_spec
     return make_spec("cnn", "lenet5", "synthetic", **{"epochs": 2, "subset": 300, **kw})
 
 

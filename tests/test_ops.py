@@ -1,56 +1,26 @@
-"""Tests of harness/ops.py (issues 4, 14): cost accounting under convention sb-macs-v2.
+"""Tests of harness/ops (issues 4, 14): cost accounting under convention sb-macs-v2.
 
 Expected numbers are derived by hand from layer shapes (formulas written out below), not
-taken from the code under test.
+taken from the code under test. That every registered method counts without an
+unsupported operator: tests/test_registry_contract.py.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 
 import pytest
 import torch
 import torch.nn as nn
 
-import methods
 from harness import ops
 from harness.errors import UserError
 from harness.ops import UnsupportedOperatorError, count_ops, count_params
-from harness.spec import RunSpec
+from harness.ops import count as ops_count
+from helpers import build, counted, natural_shape
 
 
 # ----------------------------------------------------------------------------- helpers
-def natural_shape(arch: str) -> tuple[int, int, int]:
-    """MNIST shape for the LeNet family, CIFAR-10 shape for everything else (VGG)."""
-    return (1, 28, 28) if arch.startswith("lenet") else (3, 32, 32)
-
-
-def build(method: str, arch: str):
-    shape = natural_shape(arch)
-    torch.manual_seed(0)
-    return methods.build(RunSpec(method, arch, "test"), shape, 10), shape
-
-
-@functools.lru_cache(maxsize=None)
-def counted(method: str, arch: str) -> dict:
-    """count_ops of a registered model. Counts depend only on shapes and dtypes, so the
-    model is first built on the meta device (skipping the initialisation arithmetic, the
-    slow part for big spectral models) and given uninitialised CPU storage; a model that
-    cannot be built or counted that way is built normally."""
-    shape = natural_shape(arch)
-    try:
-        with torch.device("meta"):
-            model = methods.build(RunSpec(method, arch, "test"), shape, 10)
-        return count_ops(model.to_empty(device="cpu"), shape)
-    except UnsupportedOperatorError:
-        raise
-    except Exception:   # noqa: BLE001 - fall back to the ordinary build
-        model, shape = build(method, arch)
-        return count_ops(model, shape)
-
-
 def conv(k, cin, cout, h, w):
     """MACs of a 'same' k x k convolution producing an h x w map: one per kernel tap."""
     return k * k * cin * cout * h * w
@@ -65,9 +35,6 @@ def cfft(n_points, transforms=1):
 def rfft(n_points, transforms=1):
     """Real-input or real-output FFT: half of the complex one."""
     return cfft(n_points, transforms) / 2
-
-
-REGISTRY = [(m, a) for m in methods.names() for a in methods.get(m).archs]
 
 
 # ----------------------------------------------------- paper convention (CNN figures)
@@ -255,8 +222,8 @@ def test_fft_rules_agree_between_fvcore_and_dispatch(fn):
             x = torch.randn(shape, dtype=torch.cfloat if cplx else torch.float32)
             kw = {} if s is None else ({"n": s} if one_d else {"s": s})
             mod = _Lambda(lambda t: _realify(getattr(torch.fft, fn)(t, **kw)))
-            fv = ops._count_forward_fvcore(mod, x).rounded()
-            fwd, _, _ = ops._count_dispatch(mod, x)
+            fv = ops_count._count_forward_fvcore(mod, x).rounded()
+            fwd, _, _ = ops_count._count_dispatch(mod, x)
             assert fv == fwd.rounded(), (fn, cplx, s)
             assert fv["fft"] > 0
 
@@ -325,20 +292,6 @@ def test_fvcore_and_flopcountermode_agree_on_cnns(arch):
 
 
 # ------------------------------------------------------------- every registered method
-@pytest.mark.parametrize("method,arch", REGISTRY, ids=[f"{m}-{a}" for m, a in REGISTRY])
-def test_every_registered_method_counts(method, arch):
-    """Zero unsupported operators (count_ops raises UnsupportedOperatorError otherwise),
-    and the forward counts of fvcore and FlopCounterMode agree category by category."""
-    r = counted(method, arch)
-    assert r["crosscheck_fwd"]["agree"], r["crosscheck_fwd"]
-    assert r["crosscheck_fwd"]["flop_counter_macs"] == r["macs_fwd"]
-    assert r["macs_fwd"] > 0 and r["macs_bwd"] > 0
-    assert r["per_sample"]["macs_fwd"] + r["batch_fixed"]["macs_fwd"] == r["macs_fwd"]
-    assert r["convention"]["id"] == ops.CONVENTION_ID
-    assert set(r["breakdown_fwd"]) == set(ops.CATEGORIES)
-    json.dumps(r)
-
-
 # ---------------------------------------------------------------- errors and params
 class UsesLgamma(nn.Module):
     def forward(self, x):

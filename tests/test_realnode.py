@@ -4,9 +4,7 @@ gradients, parameters and op counts, checked against independent computations.""
 
 from __future__ import annotations
 
-import sys
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +20,6 @@ from methods.realnode import (NODE_SETS, TILES, RealNodeConv2d, finite_nodes, la
 from helpers import rand
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def net(method, arch="lenet5", shape=(1, 28, 28), **hp):
@@ -69,16 +65,12 @@ def test_layer_equals_conv2d_in_float64(k, tile, nodes):
 
 
 def _error_script():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import realnode_error
-    finally:
-        sys.path.pop(0)
+    from measure import realnode_error
     return realnode_error
 
 
 def test_fp32_error_by_tile_and_nodes(capsys):
-    """The float32 error table (benchmarks/realnode_error.py, quick shapes). Bounds: the
+    """The float32 error table (measure/realnode_error.py, quick shapes). Bounds: the
     small standard tiles stay at float32 level (the note's < 1e-6 for F(2,3) and F(4,3)),
     every variant below 1e-3, and the error grows with the tile as cond(V) does."""
     script = _error_script()

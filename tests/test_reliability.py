@@ -38,10 +38,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness import runner, schedule, store
+from harness import files, runner, schedule, store
 from harness.__main__ import main
 from harness.data import make_synthetic
 from harness.errors import UserError
+from harness.suite import make_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -69,7 +70,7 @@ def run_args(npz: Path, results: Path, *extra: str) -> list[str]:
 def tiny_spec(npz: Path, **kw):
     base = dict(epochs=3, batch_size=50, threads=1)
     base.update(kw)
-    return runner.make_spec("cnn", "lenet5", str(npz), {"val_size": "100"}, **base)
+    return make_spec("cnn", "lenet5", str(npz), {"val_size": "100"}, **base)
 
 
 def snapshot(run_dir: Path) -> dict:
@@ -120,7 +121,7 @@ def hit():
         os.kill(os.getpid(), signal.SIGKILL)
 
 if kind == "step":                                   # inside training, before an optimizer step
-    import harness.train as T
+    import harness.step as T
     real_step = T.train_step
     def step(*a, **k):
         hit()
@@ -184,7 +185,7 @@ def test_kill_minus_9_anywhere_then_rerun_is_bit_identical(npz, reference, tmp_p
             assert rec == old or (kind == "swap" and rec["status"] == "complete"), (kind, nth)
         # the same command again (here in-process, also one thread)
         assert main(run_args(npz, root, *(["--force"] if force else []))) == 0, (kind, nth)
-        left = orphans(root) + ([d / runner.STAGING] if (d / runner.STAGING).exists() else [])
+        left = orphans(root) + ([d / store.STAGING] if (d / store.STAGING).exists() else [])
         tally["orphans_left"] += len(left)
         if same(snapshot(d), ref) and not left:
             tally["survived"] += 1
@@ -205,24 +206,24 @@ def test_force_keeps_the_old_record_and_resumes_from_staging(npz, reference, tmp
     old = store.read_record(d)
     # interrupted after epoch 1 of the forced run: the old record is untouched
     assert runner.execute(spec, results_dir=tmp_path, progress=False, force=True, stop_after=1) is None
-    assert store.read_record(d) == old and (d / runner.STAGING / "checkpoint.pt").exists()
+    assert store.read_record(d) == old and (d / store.STAGING / "checkpoint.pt").exists()
     # without --force the finished record answers; with it, the staged run resumes
     assert runner.execute(spec, results_dir=tmp_path, progress=False) == old
     rec = runner.execute(spec, results_dir=tmp_path, progress=False, force=True)
     assert rec["timing"]["sessions"] == 2 and store.read_record(d) == rec
-    assert same(snapshot(d), reference["snap"]) and not (d / runner.STAGING).exists()
+    assert same(snapshot(d), reference["snap"]) and not (d / store.STAGING).exists()
     # a journal planted in the shared directory cannot make the swap delete other files
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    (d / runner.STAGING).mkdir()
-    (d / runner.STAGING / runner.COMMIT).write_text(json.dumps({"remove": ["../../../../victim.txt"],
+    (d / store.STAGING).mkdir()
+    (d / store.STAGING / store.COMMIT).write_text(json.dumps({"remove": ["../../../../victim.txt"],
                                                                 "move": ["../x"]}))
-    runner.finish_swap(d)
+    store.RunDir(d).finish_swap()
     assert victim.read_text() == "precious" and store.read_record(d) == rec
 
 
 def test_run_suite_goes_on_past_a_refused_run(npz, reference, tmp_path, capsys):
-    from harness.spec import load_suite
+    from harness.suite import load_suite
 
     suite = write_suite(tmp_path / "pair.toml", npz, epochs=1)
     first, second = load_suite(str(suite)).specs
@@ -275,7 +276,7 @@ def test_symlinked_lock_and_run_directory_are_refused(npz, reference, tmp_path, 
     sdir.mkdir()
     (sdir / ".lock").symlink_to(victim)
     with pytest.raises(UserError, match="symbolic link"):
-        with schedule._locked(sdir):
+        with store.locked(sdir, wait=True):
             pass
     assert victim.read_text() == "precious"
 
@@ -329,7 +330,7 @@ def test_crafted_files_never_run_code(npz, reference, tmp_path, capsys, monkeypa
     suite = tmp_path / "s.toml"
     suite.write_text(f'[suite]\nname = "s"\ndataset = "{npz}"\n[budgets.b]\nepochs = 1\n'
                      f'[[runs]]\nmethod = "cnn"\narch = "lenet5"\nseeds = [0, 1]\n')
-    from harness.spec import load_suite
+    from harness.suite import load_suite
     specs = load_suite(str(suite)).specs
     root = tmp_path / "st"
     sdir = schedule.suite_dir(root, load_suite(str(suite)))
@@ -348,7 +349,7 @@ def test_crafted_files_never_run_code(npz, reference, tmp_path, capsys, monkeypa
                           "log": str(log)}
         store.run_dir(root, s).mkdir(parents=True)
     sdir.mkdir(parents=True, exist_ok=True)
-    store.write_json(sdir / "manifest.json", {"submissions": [{"number": 1}], "runs": runs})
+    files.write_json(sdir / "manifest.json", {"submissions": [{"number": 1}], "runs": runs})
     bare = tmp_path / "bin"     # no sacct/squeue: status falls back to the files
     bare.mkdir()
     monkeypatch.setenv("PATH", str(bare))
@@ -392,12 +393,12 @@ def write_suite(path: Path, npz: Path, epochs: int = 2) -> Path:
 
 
 def test_a_run_locked_elsewhere_is_skipped_not_failed(npz, tmp_path, capsys):
-    from harness.spec import load_suite
+    from harness.suite import load_suite
 
     suite = write_suite(tmp_path / "pair.toml", npz, epochs=1)
     first, second = load_suite(str(suite)).specs
     results = tmp_path / "r"
-    with runner.run_lock(store.run_dir(results, first)):
+    with store.RunDir(store.run_dir(results, first)).lock():
         assert main(["run", "--suite", str(suite), "--results-dir", str(results), "--quiet"]) == 0
         err = capsys.readouterr().err
         assert "running elsewhere" in err and "error" not in err
@@ -425,7 +426,7 @@ def test_two_local_sweeps_of_one_suite_at_once(npz, tmp_path):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, out + err
         assert "FAILED" not in out and "being trained by another process" not in out
-    from harness.spec import load_suite
+    from harness.suite import load_suite
     for s in load_suite(str(suite)).specs:
         d = store.run_dir(results, s)
         assert store.read_record(d)["status"] == "complete"
@@ -468,7 +469,7 @@ def test_refused_sbatch_leaves_no_files(npz, tmp_path, capsys, monkeypatch):
 # ----------------------------------------------------------------------------- records
 
 def test_records_are_strict_json_and_status_shows_broken_ones(npz, tmp_path):
-    store.write_json(tmp_path / "r.json", {"loss": float("nan"), "x": [float("inf"), 1.0]})
+    files.write_json(tmp_path / "r.json", {"loss": float("nan"), "x": [float("inf"), 1.0]})
 
     def refuse(name):
         raise ValueError(f"bare {name} in a record")
@@ -476,10 +477,10 @@ def test_records_are_strict_json_and_status_shows_broken_ones(npz, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text(), parse_constant=refuse) == \
         {"loss": None, "x": [None, 1.0]}
     suite = write_suite(tmp_path / "pair.toml", npz)
-    from harness.spec import load_suite
+    from harness.suite import load_suite
     a, b = load_suite(str(suite)).specs
     root = tmp_path / "res"
-    store.write_json(store.run_dir(root, a) / "result.json", {"status": "complete"})
+    files.write_json(store.run_dir(root, a) / "result.json", {"status": "complete"})
     store.run_dir(root, b).mkdir(parents=True)
     (store.run_dir(root, b) / "result.json").write_text("{not json")
     rows = schedule.suite_status(str(suite), results_dir=root)["rows"]
@@ -541,7 +542,7 @@ def _plant_checkpoint(t: Path, npz: Path, reference, kind: str) -> list[str]:
 
 
 def _suite_with_planted(t: Path, npz: Path, what: str) -> Path:
-    from harness.spec import load_suite
+    from harness.suite import load_suite
 
     suite = write_suite(t / "pair.toml", npz)
     s = load_suite(str(suite))
@@ -761,16 +762,16 @@ def test_status_of_a_duplicate_slurm_task_that_found_its_run_locked(tmp_path, mo
     """Two SLURM sweeps at once submit a run twice; the task that finds it locked ends
     COMPLETED without a record. status must not call that a failure."""
     suite = _suite(tmp_path / "s.toml", SUITE_OK)
-    from harness.spec import load_suite
+    from harness.suite import load_suite
     s = load_suite(str(suite))
     sdir = schedule.suite_dir(tmp_path / "r", s)
     sdir.mkdir(parents=True)
     log = tmp_path / "5_0_0_log.out"
     log.write_text(f"harness: run {s.specs[0].run_id} is running elsewhere (being trained by another "
                    f"process); wait for it or stop it\n")
-    store.write_json(sdir / "manifest.json", {"submissions": [], "runs": {s.specs[0].run_id: {
+    files.write_json(sdir / "manifest.json", {"submissions": [], "runs": {s.specs[0].run_id: {
         "job_id": "5_0", "executor": "slurm", "log": str(log)}}})
-    monkeypatch.setattr(schedule, "job_states", lambda jobs, timeout: ({"5_0": {"state": "COMPLETED"}},
+    monkeypatch.setattr(schedule.status, "job_states", lambda jobs, timeout: ({"5_0": {"state": "COMPLETED"}},
                                                                        "sacct", []))
     (row,) = schedule.suite_status(str(suite), results_dir=tmp_path / "r")["rows"]
     assert row.state == "running" and "running elsewhere" in row.detail

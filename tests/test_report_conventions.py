@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from reports import aggregate, render
+from reports import aggregate, measured, render
 
 
 def write_run(root, seed: int, convention: str | None, macs: float) -> None:
@@ -56,7 +56,7 @@ def test_paper_table_flags_counts_under_another_convention(tmp_path):
 
 
 def test_step_bench_csv_becomes_a_table_and_a_figure(tmp_path):
-    """The reports pick up benchmarks/out/step_bench.csv like the layer benchmark's."""
+    """The reports pick up <results>/_measure/step_bench.csv like the layer benchmark's."""
     rows = [{"method": m, "arch": "lenet5", "variant": "lenet5", "batch": 100,
              "device_name": "CPU x", "threads": 2, "precision": "fp32", "train_ms": t,
              "train_graph_ms": float("nan"), "infer_ms": t / 3, "peak_mb": 20.0,
@@ -64,7 +64,7 @@ def test_step_bench_csv_becomes_a_table_and_a_figure(tmp_path):
              "infer_ratio": 1.0, "peak_ratio": 1.0, "frac_peak_train": 0.05, "capture": "ok",
              "convention": "sb-macs-v2", "error": float("nan")}
             for m, t in (("cnn", 30.0), ("cemnet", 45.0))]
-    blocks = render.step_bench_blocks(pd.DataFrame(rows), tmp_path)
+    blocks = measured.step_bench_blocks(pd.DataFrame(rows), tmp_path)
     kinds = [b[0] for b in blocks]
     assert kinds[:3] == ["h2", "p", "table"] and "img" in kinds
     table = blocks[2][1]

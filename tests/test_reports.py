@@ -66,7 +66,7 @@ def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     suite = root / "suite.toml"
     suite.write_text(SUITE)
-    from harness.spec import load_suite
+    from harness.suite import load_suite
     results = root / "results"
     for spec in load_suite(str(suite)).specs:
         try:

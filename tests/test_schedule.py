@@ -32,10 +32,11 @@ from pathlib import Path
 import pytest
 import submitit
 
-from harness import schedule, store
+from harness import files, schedule, store
 from harness.__main__ import main
 from harness.errors import UserError
-from harness.spec import load_suite
+from harness.spec import parse_assignments
+from harness.suite import load_suite
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "slurm-local.sh"
@@ -213,7 +214,7 @@ def test_time_mem_and_option_merging(tmp_path):
         with pytest.raises(UserError, match=expect):
             schedule.slurm_options(table, where="suite.toml: slurm")
     with pytest.raises(UserError, match="--sbatch expects NAME=VALUE"):
-        schedule.parse_assignments(["exclude"], "--sbatch")
+        parse_assignments(["exclude"], "--sbatch")
 
 
 def test_chunking_ids_and_state_parsers():
@@ -252,14 +253,14 @@ def test_job_callable_is_small_and_checkpoint_returns_a_fresh_copy(tmp_path):
 
 
 def test_dry_run_prints_plan_with_run_ids_and_done_count(tmp_path, capsys, monkeypatch):
-    from harness.spec import load_suite
+    from harness.suite import load_suite
 
     monkeypatch.delenv("SLURM_CONF", raising=False)
     suite = load_suite(str(SMOKE))
     ids = [s.run_id for s in suite.specs]
     assert len(set(ids)) == 4
     # one run already finished (a record on disk is what counts)
-    store.write_json(store.run_dir(tmp_path, suite.specs[0]) / "result.json", {"status": "complete"})
+    files.write_json(store.run_dir(tmp_path, suite.specs[0]) / "result.json", {"status": "complete"})
     assert main(["sweep", str(SMOKE), "--executor", "slurm", "--dry-run", "--results-dir", str(tmp_path),
                  "--partition", "gpu", "--time", "2:00:00"]) == 0
     out = capsys.readouterr().out
@@ -366,7 +367,7 @@ def test_status_falls_back_and_never_hangs(smoke_run, tmp_path, monkeypatch):
 def test_preemption_requeues_resumes_and_keeps_time(slurm, tmp_path):
 
     from harness.runner import execute
-    from harness.spec import load_suite
+    from harness.suite import load_suite
 
     suite_file = write_suite(tmp_path / "preempt.toml", """
         [suite]

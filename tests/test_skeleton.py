@@ -13,7 +13,8 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import methods
-from harness.spec import RunSpec, load_suite
+from harness.spec import RunSpec
+from harness.suite import load_suite, resolve_hparams
 from methods.skeleton import ReplacedCNN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -111,4 +112,4 @@ def test_suites_list_the_new_methods():
         assert pairs >= {(m, "vgg-small") for m in NEW + ("cnn",)}, budget
         assert all(s.dataset == "cifar10" for s in suite.specs)
         for s in suite.specs:
-            methods.resolve_hparams(s.method, s.arch, s.hparams)
+            resolve_hparams(s.method, s.arch, s.hparams)

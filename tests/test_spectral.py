@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import methods
 from harness.errors import UserError
 from harness.spec import RunSpec
-from methods.fourier import frequency_mask, spectral_pool
+from methods.fourier_pooling import frequency_mask, spectral_pool
 from methods.spectral import SpectralParamConv2d, SpectralPool2d, spectral_parameterize
 
 
@@ -213,51 +213,3 @@ def test_registry_entries():
     assert methods.get("spectral-param").archs == methods.get("spatial-param").archs
     assert {"rippel-deep", "rippel-generic", "lenet5", "vgg-small"} <= set(methods.get("spectral-param").archs)
     assert math.isclose(methods.get("spectral-param").hparam_defaults("rippel-deep")["dropout"], 0.0)
-
-
-# ------------------------------------------------------------------- benchmark helpers
-def _load_script(name):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_speedup_from_histories(tmp_path):
-    sp = _load_script("speedup")
-    # spatial best 0.30 first at epoch 4; spectral reaches <= 0.30 at epoch 2 -> 2.0
-    r = sp.speedup([0.6, 0.45, 0.35, 0.30, 0.31, 0.30], [0.5, 0.29, 0.28, 0.3])
-    assert (r["epoch_best_spatial"], r["epoch_reached_spectral"], r["speedup"]) == (4, 2, 2.0)
-    r = sp.speedup([0.6, 0.3], [0.5, 0.4, 0.35])                    # never reached: bound
-    assert r["epoch_reached_spectral"] is None and r["speedup_bound"] == "<"
-    assert r["speedup"] == pytest.approx(2 / 3)
-    for name, errs in (("a", [0.5, 0.2]), ("b", [0.2, 0.1])):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "history.csv").write_text(
-            "epoch,val_acc\n" + "".join(f"{i + 1},{1 - e}\n" for i, e in enumerate(errs)))
-    out = tmp_path / "s.csv"
-    assert sp.main(["--spatial", str(tmp_path / "a"), "--spectral", str(tmp_path / "b"),
-                    "--out", str(out)]) == 0
-    import csv
-    (row,) = list(csv.DictReader(out.open()))
-    assert (row["epoch_best_spatial"], row["epoch_reached_spectral"]) == ("2", "1")
-    assert float(row["speedup"]) == 2.0
-
-
-def test_approx_error_reconstructions():
-    ae = _load_script("approx_error")
-    torch.manual_seed(0)
-    x = torch.rand(4, 3, 16, 16, dtype=torch.float64)
-    assert ae.relative_errors(x, ae.spectral_reconstruction(x, 16)).max() < 1e-12
-    blocky = torch.rand(4, 3, 4, 4, dtype=torch.float64).repeat_interleave(4, -2).repeat_interleave(4, -1)
-    assert ae.relative_errors(blocky, ae.maxpool_reconstruction(blocky, 4)).max() < 1e-12
-    # spectral reconstruction = orthogonal projection onto nested subspaces: the error is
-    # non-increasing in the kept size
-    rows = ae.run(x)
-    spec = [r["mean_rel_error"] for r in rows if r["method"] == "spectral"]
-    assert all(a >= b - 1e-12 for a, b in zip(spec, spec[1:]))
-    assert {r["stride"] for r in rows if r["method"] == "max"} == {2, 4, 8}

@@ -1,38 +1,9 @@
-"""Atomic writes: a crash mid-write leaves no partial file, and an old file survives."""
-
-import json
-import os
+"""The run folder and the record: run ids name the directories, RunDir spells the files,
+RunRecord reads every record of schema v1 (optional fields tolerated), one lock helper."""
 
 import pytest
 
 from harness import store
-
-
-def test_atomic_write_crash_leaves_no_partial_file(tmp_path, monkeypatch):
-    path = tmp_path / "run" / "result.json"
-
-    def crash(fd):
-        raise OSError("disk died mid-write")
-
-    monkeypatch.setattr(os, "fsync", crash)
-    with pytest.raises(OSError):
-        store.write_json(path, {"status": "complete"})
-    assert not path.exists()
-    assert list(path.parent.iterdir()) == []   # the temporary file is gone too
-
-
-def test_atomic_write_keeps_old_file_on_crash(tmp_path, monkeypatch):
-    path = tmp_path / "result.json"
-    store.write_json(path, {"v": 1})
-
-    def half_write(f):
-        f.write(b'{"v": 2, "trunc')
-        raise KeyboardInterrupt  # killed in the middle
-
-    with pytest.raises(KeyboardInterrupt):
-        store.atomic_write(path, half_write)
-    assert json.loads(path.read_text()) == {"v": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
 
 
 def test_run_dir_is_derived_from_run_id(tmp_path):
@@ -45,29 +16,48 @@ def test_run_dir_is_derived_from_run_id(tmp_path):
     assert store.run_dir(tmp_path, RunSpec("cnn", "lenet5", "/x/my data.npz")).parts[-3] == "npz-my_data"
 
 
-def test_run_id_is_independent_of_number_spelling_and_types_are_checked():
-    from harness.errors import UserError
+def test_run_dir_spells_the_files_once(tmp_path):
     from harness.spec import RunSpec
-    assert RunSpec("cnn", "lenet5", "mnist", lr=1).run_id == RunSpec("cnn", "lenet5", "mnist", lr=1.0).run_id
-    assert RunSpec("cnn", "lenet5", "mnist", epochs=3.0).epochs == 3
-    with pytest.raises(UserError, match="whole number"):
-        RunSpec("cnn", "lenet5", "mnist", batch_size=2.5)
+    rd = store.RunDir.of(tmp_path, RunSpec("cnn", "lenet5", "mnist", seed=3))
+    assert rd.path == store.run_dir(tmp_path, RunSpec("cnn", "lenet5", "mnist", seed=3))
+    assert [p.name for p in (rd.result, rd.history, rd.checkpoint, rd.attempts)] == \
+        ["result.json", "history.csv", "checkpoint.pt", "attempts.jsonl"]
+    assert rd.staging.path == rd.path / ".staging" and store.RUN_FILES[-1] == "result.json"
+    assert rd.read() is None and rd.record() is None and not rd.is_finished()
+    rd.write({"status": "complete", "metrics": {"test_acc": 0.5}}, history=[{"epoch": 1}])
+    assert rd.history.read_text() == "epoch\n1\n" and rd.is_finished()
+    assert rd.record().test_acc == 0.5 and store.read_record(rd.path)["status"] == "complete"
 
 
-def test_a_run_being_trained_elsewhere_is_refused(tmp_path):
-    from harness import runner
-    from harness.errors import UserError
-    spec = runner.make_spec("cnn", "lenet5", "synthetic", epochs=1, subset=100)
-    directory = store.run_dir(tmp_path, spec)
-    with runner.run_lock(directory):
-        with pytest.raises(UserError, match="another process"):
-            runner.execute(spec, results_dir=tmp_path, progress=False)
+def test_run_record_reads_every_v1_record():
+    """Every field but the status is optional; a missing or malformed section reads empty."""
+    bare = store.RunRecord.from_json({"status": "failed"})
+    assert (bare.spec, bare.metrics, bare.ops, bare.reason, bare.params) == ({}, {}, {}, "", None)
+    assert not bare.is_finished and bare.threads is None and not bare.unreliable
+    old = store.RunRecord.from_json({"status": "complete", "spec": {"threads": 0},
+                                     "environment": {"threads": 2}, "contention": None,
+                                     "ops": None, "reason": None})
+    assert old.is_complete and old.threads == 2 and old.ops == {} and old.reason is None
+    new = store.RunRecord.from_json({"status": "diverged", "schema_version": 1,
+                                     "contention": {"threads": 1, "unreliable": True,
+                                                    "reasons": ["load"]}})
+    assert new.is_finished and not new.is_complete and new.threads == 1
+    assert new.unreliable and new.unreliable_reasons == ["load"] and new.raw["schema_version"] == 1
+    with pytest.raises(ValueError):
+        store.RunRecord.from_json([1, 2])
 
 
-def test_result_files_are_readable_by_others(tmp_path):
-    old = os.umask(0o022)
-    try:
-        store.write_json(tmp_path / "r.json", {})
-    finally:
-        os.umask(old)
-    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+def test_one_lock_helper_for_runs_and_suites(tmp_path):
+    run, suite = tmp_path / "run", tmp_path / "suite"
+    with store.RunDir(run).lock() as created:
+        assert created == [run] and (run / ".lock").exists()
+        with pytest.raises(store.RunLocked, match="running elsewhere"):
+            with store.RunDir(run).lock():
+                pass
+        store.RunDir(run).clear(created)          # only the lock in it: removed again
+    assert not run.exists()
+    (suite / ".manifest.json.x.tmp").parent.mkdir()
+    (suite / ".manifest.json.x.tmp").write_text("{")      # a killed writer's file
+    with store.locked(suite, wait=True):
+        assert not (suite / ".manifest.json.x.tmp").exists()
+

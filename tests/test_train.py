@@ -1,15 +1,15 @@
-"""Training loop: determinism, resume equivalence, divergence, schedule, end-to-end runs."""
+"""Training loop: determinism, resume equivalence, schedule, end-to-end runs (the record and
+divergence: test_runner.py)."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-import methods
-from harness import runner, store
-from harness.runner import execute, make_spec
-from harness.train import lr_factor
+from harness import store
+from harness.runner import execute
+from harness.step import lr_factor
+from harness.suite import make_spec
 
 TIME_KEYS = ("train_s", "eval_s", "data_s")
 
@@ -61,45 +61,6 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert resumed["timing"]["train_s"] > 0
 
 
-def test_finished_run_is_skipped_unless_forced(tmp_path, monkeypatch):
-    spec = small_spec(epochs=1)
-    first = execute(spec, results_dir=tmp_path, progress=False)
-
-    def boom(*a, **k):
-        raise AssertionError("a finished run must not train again")
-
-    monkeypatch.setattr(runner, "train", boom)
-    assert execute(spec, results_dir=tmp_path, progress=False) == first
-    with pytest.raises(AssertionError, match="must not train"):
-        execute(spec, results_dir=tmp_path, progress=False, force=True)
-
-
-class NaNNet(torch.nn.Module):
-    def __init__(self, shape, k):
-        super().__init__()
-        self.lin = torch.nn.Linear(int(np.prod(shape)), k)
-
-    def forward(self, x):
-        return self.lin(x.flatten(1)) * float("nan")
-
-
-@pytest.fixture
-def nan_method():
-    name = "test-nan"
-    methods._load()
-    methods.register(name, archs=("tiny",))(lambda arch, shape, k: NaNNet(shape, k))
-    yield name
-    methods._REGISTRY.pop(name)
-
-
-def test_divergence_is_recorded(tmp_path, nan_method):
-    spec = make_spec(nan_method, None, "synthetic", epochs=3, subset=200, val_size=50)
-    rec = execute(spec, results_dir=tmp_path, progress=False)
-    assert rec["status"] == "diverged"
-    assert rec["diverged_epoch"] == 1 and "epoch 1" in rec["reason"]
-    assert store.read_record(store.run_dir(tmp_path, spec))["status"] == "diverged"
-
-
 def test_lr_schedule_matches_keras_warmup_cosine():
     # the reference note's formula: lr(s) = lr*s/W for s <= W, then
     # lr*[(1-a)*0.5*(1+cos(pi*min(s-W, D)/D)) + a] with D = total - W
@@ -115,21 +76,6 @@ def test_cosine_reaches_lr_min_at_the_end(tmp_path):
     execute(spec, results_dir=tmp_path, progress=False)
     hist = read_history(tmp_path, spec)
     assert float(hist[-1]["lr"]) == pytest.approx(spec.lr_min, rel=1e-6)
-
-
-def test_record_is_complete(tmp_path):
-    spec = small_spec(epochs=1)
-    rec = execute(spec, results_dir=tmp_path, progress=False)
-    assert rec["schema_version"] == store.SCHEMA_VERSION and rec["status"] == "complete"
-    assert rec["params"] == sum(p.numel() for p in methods.build(spec, (1, 28, 28), 10).parameters())
-    for key in ("train_s", "eval_s", "data_s", "warmup_s", "train_s_per_epoch", "throughput_img_s"):
-        assert rec["timing"][key] >= 0
-    env = rec["environment"]
-    assert env["packages"]["torch"] == torch.__version__.split("+")[0] or env["packages"]["torch"]
-    assert {"python", "host", "git", "device", "slurm"} <= set(env)
-    assert rec["memory"]["peak_mb"] > 0
-    assert rec["spec"]["seed"] == 0 and rec["dataset"]["name"] == "synthetic"
-    assert 0 <= rec["metrics"]["test_error"] <= 1
 
 
 def test_lenet_learns_synthetic_quickly(tmp_path):

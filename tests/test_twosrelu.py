@@ -14,8 +14,9 @@ import torch
 
 import methods
 from harness.spec import RunSpec
+from harness.suite import resolve_hparams
 from methods.fcnn import FourierConv2d, FourierPool2d
-from methods.fourier import spectral_crop
+from methods.fourier_pooling import spectral_crop
 from methods.twosrelu import TwoSReLU, harmonic_index, second_harmonic
 
 TOL = 1e-10
@@ -167,7 +168,7 @@ def test_network_reuses_the_fcnn_layers_and_is_labelled_a_reconstruction():
     assert info.reconstruction
     torch.manual_seed(0)
     model = methods.build(RunSpec("2srelu", "lenet5", "test",
-                                  hparams=methods.resolve_hparams("2srelu", "lenet5", {})),
+                                  hparams=resolve_hparams("2srelu", "lenet5", {})),
                           (1, 28, 28), 10)
     kinds = [type(m) for m in model.features]
     assert kinds == [FourierConv2d, TwoSReLU, FourierPool2d] * 2

@@ -1,16 +1,14 @@
-"""benchmarks/step_bench.py runs, writes its CSV with every column, and takes each ratio
-against the right baseline (a smoke run at batch 4: timings are not checked)."""
+"""The standalone measurements (measure/): the step benchmark runs, writes its CSV with every
+column, and takes each ratio against the right baseline (a smoke run at batch 4: timings
+are not checked); the approximation-error reconstructions are exact where they must be."""
 
 import csv
-import sys
-from pathlib import Path
 
 import pytest
+import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from benchmarks import step_bench  # noqa: E402
+from measure import approx_error
+from measure import steps as step_bench
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,3 +45,18 @@ def test_baselines():
     cases = step_bench.cases(step_bench.parse_args(["--methods", "dct-select",
                                                     "--archs", "resnet20"]))
     assert cases == [("dct-select", "resnet20", {}), ("dct-select", "resnet20", {"input": "rgb"})]
+
+
+def test_approx_error_reconstructions():
+    ae = approx_error
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 16, 16, dtype=torch.float64)
+    assert ae.relative_errors(x, ae.spectral_reconstruction(x, 16)).max() < 1e-12
+    blocky = torch.rand(4, 3, 4, 4, dtype=torch.float64).repeat_interleave(4, -2).repeat_interleave(4, -1)
+    assert ae.relative_errors(blocky, ae.maxpool_reconstruction(blocky, 4)).max() < 1e-12
+    # spectral reconstruction = orthogonal projection onto nested subspaces: the error is
+    # non-increasing in the kept size
+    rows = ae.run(x)
+    spec = [r["mean_rel_error"] for r in rows if r["method"] == "spectral"]
+    assert all(a >= b - 1e-12 for a, b in zip(spec, spec[1:]))
+    assert {r["stride"] for r in rows if r["method"] == "max"} == {2, 4, 8}
