@@ -1,6 +1,19 @@
-"""Command line: python -m harness {list,run,ops,report,sweep,status,check} ...
+"""Command line: `python -m harness` (or `spectral-bench`) SUBCOMMAND ...
 
-User mistakes print one line (no traceback) and exit with status 2.
+    list     methods (archs, default arch per input shape, options), datasets
+             -> methods registry, harness.data
+    run      one run, or every run of a suite one after another
+             -> harness.suite.make_spec / load_suite -> harness.runner.execute
+    ops      forward/backward op counts of a model, without training    -> harness.ops
+    sweep    a suite as a SLURM job array, or locally, a few at a time  -> harness.schedule
+    status   where each run of a suite stands                           -> harness.schedule
+    report   report.md/.html comparing finished runs                    -> reports.render
+    check    self-check of this machine and install                     -> harness.check
+
+This module is argparse wiring only: it parses, calls into the modules above and prints.
+User mistakes (`harness.errors.UserError`) print one line (no traceback) and exit with
+status 2; a disk the user must fix (full, read-only) too; Ctrl-C exits 130; `status |
+head` ends quietly (141, as for SIGPIPE).
 """
 
 from __future__ import annotations
@@ -78,14 +91,21 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="re-run even if the run is finished")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--suite", default=None,
-                   help="run every spec of a suite TOML file one after another (skips finished runs)")
+                   help="run every spec of a suite TOML file (or an installed suite's name) one after "
+                        "another (skips finished runs)")
     p.add_argument("--budget", default=None,
                    help="suite budget, e.g. paper, short (default: the suite's default_budget)")
 
 
+def prog() -> str:
+    """How the user called us: the console script, else `python -m harness`."""
+    return "spectral-bench" if os.path.basename(sys.argv[0] or "") == "spectral-bench" \
+        else "python -m harness"
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m harness", description="spectral-bench: train and compare spectral CNNs "
+        prog=prog(), description="spectral-bench: train and compare spectral CNNs "
         "under one protocol.", epilog=EPILOG, formatter_class=HelpFormatter)
     from harness import __version__
     ap.add_argument("--version", action="version", version=f"spectral-bench {__version__}")
@@ -99,7 +119,8 @@ def parser() -> argparse.ArgumentParser:
     ops = sub.add_parser(
         "ops", help="print forward/backward op counts without training", formatter_class=HelpFormatter,
         description="Count a model's forward and backward MACs per image (the harness convention, "
-                    "harness/ops.py), with the breakdown by category, without training or data.",
+                    "harness/ops/convention.py), with the breakdown by category, without training "
+                    "or data.",
         epilog="examples:\n  python -m harness ops --method cemnet --dataset mnist\n"
                "  python -m harness ops --method cnn --arch vgg-small --dataset cifar10")
     ops.add_argument("--method", default="cnn", help="method name (see `list`)")
@@ -149,9 +170,11 @@ running are never submitted again.
 
 
 def add_sweep_parsers(sub) -> None:
+    from harness.schedule import options as slurm_options
+
     sw = sub.add_parser("sweep", help="submit a suite as a SLURM job array (or run it locally)",
                         epilog=SWEEP_EPILOG, formatter_class=HelpFormatter)
-    sw.add_argument("suite", help="suite TOML file")
+    sw.add_argument("suite", help="suite TOML file (or an installed suite's name, e.g. smoke)")
     sw.add_argument("--budget", default=None, help="suite budget (default: the suite's default_budget)")
     sw.add_argument("--executor", choices=("slurm", "local"), default="slurm",
                     help="slurm (default): submit and exit; local: run here, a few at a time")
@@ -164,27 +187,7 @@ def add_sweep_parsers(sub) -> None:
     g = sw.add_argument_group("SLURM (override the suite's [slurm] table)",
                               "An option left out takes the suite's [slurm] value, else the default "
                               "shown, else sbatch's own.")
-    g.add_argument("--partition")
-    g.add_argument("--account")
-    g.add_argument("--qos")
-    g.add_argument("--constraint")
-    g.add_argument("--gpus-per-node", type=int)
-    g.add_argument("--gres", help="e.g. gpu:1, for clusters that want --gres instead of --gpus-per-node")
-    g.add_argument("--cpus-per-task", type=int)
-    g.add_argument("--mem", help="memory per node, e.g. 16G")
-    g.add_argument("--time", help="time limit: minutes or [D-]HH:MM:SS (default 240 minutes)")
-    g.add_argument("--array-parallelism", type=int,
-                   help="at most N tasks of the array at once (default 256)")
-    g.add_argument("--max-array-size", type=int,
-                   help="split arrays above N tasks (default: MaxArraySize from scontrol)")
-    g.add_argument("--max-num-timeout", type=int, help="requeues after time-outs (default 3)")
-    g.add_argument("--signal-delay", type=int, dest="signal_delay_s",
-                   help="USR2 this many seconds before the time limit (default 120)")
-    g.add_argument("--job-name", help="default: harness-<suite name>")
-    g.add_argument("--sbatch", action="append", default=[], metavar="NAME=VALUE",
-                   help="any further sbatch option, e.g. --sbatch exclude=node3; repeatable")
-    g.add_argument("--setup", action="append", default=[], metavar="LINE",
-                   help="shell line run before each task (e.g. 'module load cuda'); repeatable")
+    slurm_options.add_flags(g)
     lo = sw.add_argument_group("local executor")
     lo.add_argument("--max-parallel", type=int, default=None,
                     help="runs at once (default: one per device)")
@@ -197,7 +200,7 @@ def add_sweep_parsers(sub) -> None:
                     "(sacct, else squeue) and the run records.",
         epilog="examples:\n  python -m harness status benchmarks/mnist-table1.toml\n"
                "  python -m harness status benchmarks/smoke.toml --budget smoke --json")
-    st.add_argument("suite", help="suite TOML file")
+    st.add_argument("suite", help="suite TOML file (or an installed suite's name)")
     st.add_argument("--budget", default=None, help="suite budget (default: the suite's default_budget)")
     st.add_argument("--results-dir", default=None,
                     help="results directory (overrides $SPECTRAL_BENCH_RESULTS; default ./results)")
@@ -219,6 +222,13 @@ def cmd_list() -> None:
             f"{'x'.join(map(str, sh))} -> {methods.resolve_arch(name, None, sh)}" for sh in shapes))
         if info.description:
             print(f"  {'':<26} {info.description}")
+        groups: dict[str, list[str]] = {}    # the options (default, choices), by architecture
+        for arch in info.archs:
+            line = ", ".join(f"{k}={o.describe(arch)}" for k, o in info.options_for(arch).items())
+            groups.setdefault(line or "none", []).append(arch)
+        for line, archs in groups.items():
+            where = f" ({', '.join(archs)})" if len(groups) > 1 else ""
+            print(f"  {'':<26} options{where}: {line}")
     print("datasets:")
     for name, (shape, k) in data.SHAPES.items():
         print(f"  {name:<26} {'x'.join(map(str, shape))}, {k} classes")
@@ -227,9 +237,10 @@ def cmd_list() -> None:
 
 def cmd_run(args) -> None:
     from harness import data, runner, store
-    from harness.spec import load_suite, split_assignments
+    from harness.spec import parse_assignments
+    from harness.suite import load_suite, make_spec
 
-    sets = split_assignments(args.sets)
+    sets = parse_assignments(args.sets)
     common = dict(data_dir=args.data_dir, results_dir=args.results_dir, device=args.device,
                   force=args.force, progress=not args.quiet)
     if args.suite:
@@ -250,7 +261,7 @@ def cmd_run(args) -> None:
                   file=sys.stderr)
             try:
                 print(runner.summary_line(runner.execute(spec, **common)))
-            except runner.RunLocked as exc:   # another process trains it: not a failure
+            except store.RunLocked as exc:    # another process trains it: not a failure
                 elsewhere += 1
                 print(f"skipped: {exc}", file=sys.stderr)
             except UserError as exc:          # one line now, counted at the end; go on
@@ -267,25 +278,26 @@ def cmd_run(args) -> None:
                             f"python -m harness status {args.suite} shows them")
         return
     if args.dataset is None:   # check everything else before MNIST is looked for (or downloaded)
-        runner.make_spec(args.method, args.arch, "synthetic", sets, epochs=args.epochs,
+        make_spec(args.method, args.arch, "synthetic", sets, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, subset=args.subset)
         store.results_root(args.results_dir)
         from harness.device import resolve_device
         resolve_device(args.device)
     dataset = args.dataset or data.default_dataset(args.data_dir)
-    spec = runner.make_spec(args.method, args.arch, dataset, sets, epochs=args.epochs,
+    spec = make_spec(args.method, args.arch, dataset, sets, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             subset=args.subset, threads=args.threads)
     record = runner.execute(spec, **common)
     print(runner.summary_line(record))
-    print(f"record: {store.run_dir(store.results_root(args.results_dir), spec) / 'result.json'}")
+    print(f"record: {store.RunDir.of(store.results_root(args.results_dir), spec).result}")
 
 
 def cmd_ops(args) -> None:
-    from harness import data, ops, runner
-    from harness.spec import split_assignments
+    from harness import data, ops
+    from harness.spec import parse_assignments
+    from harness.suite import make_spec
 
-    spec = runner.make_spec(args.method, args.arch, args.dataset, split_assignments(args.sets))
+    spec = make_spec(args.method, args.arch, args.dataset, parse_assignments(args.sets))
     shape, k = data.dataset_shape(args.dataset)
     print(ops.ops_command(spec.method, spec.arch, shape, k, hparams=spec.hparams))
 
@@ -300,15 +312,9 @@ def cmd_report(args) -> None:
 
 def cmd_sweep(args) -> int:
     from harness import schedule
+    from harness.schedule import options
 
-    overrides = {k: getattr(args, k) for k in
-                 ("partition", "account", "qos", "constraint", "gpus_per_node", "gres", "cpus_per_task",
-                  "mem", "time", "array_parallelism", "max_array_size", "max_num_timeout",
-                  "signal_delay_s", "job_name")}
-    if overrides["time"] is not None and overrides["time"].isdigit():
-        overrides["time"] = int(overrides["time"])
-    overrides["sbatch"] = schedule.parse_assignments(args.sbatch, "--sbatch")
-    overrides["setup"] = list(args.setup)
+    overrides = options.from_args(args)
     devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
     summary = schedule.sweep(args.suite, budget=args.budget, executor=args.executor,
                              results_dir=args.results_dir, data_dir=args.data_dir, device=args.device,
@@ -346,7 +352,7 @@ def main(argv=None) -> int:
 
 
 def _dispatch(args) -> int:
-    from harness.store import disk_error
+    from harness.files import disk_error
 
     try:
         if args.command == "list":
