@@ -4,17 +4,16 @@ read once, and a bad method option refused before anything runs, on every path."
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 import benchmarks     # noqa: F401 - the installed suites' package, imported before any chdir
 from harness import schedule, suite
 from harness.__main__ import main
+from harness.env import REPO
 from harness.errors import UserError
 from harness.suite import installed_suites, load_suite
 
-REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "benchmarks" / "smoke.toml"
 
 
