@@ -1,4 +1,5 @@
-"""The training loop: seeding, optimizer and schedule, timing, evaluation, checkpoints.
+"""The training loop: seeding, timing, evaluation, checkpoints and resume (the step itself,
+its optimizer and lr schedule: harness.step; the step as a CUDA graph: harness.graph).
 
 Timing buckets are kept apart: `train_s` covers only the optimizer steps (forward,
 backward, update), `data_s` the batch gathering (indexing the preloaded training set
