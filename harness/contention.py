@@ -14,12 +14,16 @@ gave 151-420 img/s where one gave about 4,000. Nothing can make a contended timi
 clean, so the monitor below detects it and the record says so.
 
 Contention. The 1-minute load average is read when training starts, after every epoch
-and at the end. It counts runnable threads, this run's own included, so a run that uses
+and at the end. It lags by about a minute, so a short run on a busy machine can finish
+before it shows; the kernel's scheduler statistics do not lag: the time this process's
+threads spent runnable but waiting for a core (/proc/self/task/*/schedstat) is read at
+the same points, as a share of the interval's thread-time. It counts runnable threads, this run's own included, so a run that uses
 every core already brings it to about the core count: above that, something else
 competed for the cores. The run is flagged `unreliable` (warned on stderr during the
 run, recorded in `contention`, flagged in reports) when the load exceeds the cores, when
-the run asks for more threads than there are cores, or when its epochs' training times
-differ by more than 2x. (A small margin above the core count is tolerated: see
+the run asks for more threads than there are cores, when its threads waited for a core more
+than 10% of an interval's thread-time, or when its epochs' training times differ by more
+than 2x. (A small margin above the core count is tolerated: see
 LOAD_MARGIN.)
 """
 
@@ -30,10 +34,12 @@ import math
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
 SPREAD_LIMIT = 2.0   # max/min of the per-epoch training times
+WAIT_LIMIT = 0.10    # share of the run's thread-time spent waiting for a core
 # The load average counts this run's own busy threads and brief system work (kernel
 # threads, a shell), so a run that uses every core sits at or just above the core count
 # on an idle machine. Only a load a quarter above the cores says that other work took a
@@ -96,6 +102,19 @@ def pinned_threads(n: int):
         torch.set_num_threads(previous)
 
 
+def runqueue_wait_s() -> float | None:
+    """Seconds this process's threads have spent runnable but waiting for a core
+    (/proc/<pid>/task/*/schedstat, field 2), or None where the kernel does not say."""
+    total = 0
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
+
+
 def load_average() -> list[float]:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -113,20 +132,29 @@ class Monitor:
                  warn: Callable[[str], None] | None = None):
         self.threads, self.cores = threads, cores or available_cores()
         self.samples: list[list[float]] = []
+        self.wait_shares: list[float] = []      # per interval between samples
+        self._last: tuple[float, float] | None = None
         self.warned: set[str] = set()
         self.warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))
 
     def state(self) -> dict:
-        return {"samples": self.samples}
+        return {"samples": self.samples, "wait_shares": self.wait_shares}
 
     def restore(self, state: dict | None) -> None:
         self.samples = [list(s) for s in (state or {}).get("samples", [])]
+        self.wait_shares = [float(w) for w in (state or {}).get("wait_shares", [])]
 
     def sample(self, epoch_train_s: list[float] | None = None) -> None:
         """Read the load now (start, each epoch end, end); warn once per kind of problem."""
         load = load_average()
         if load:
             self.samples.append(load)
+        wait, now = runqueue_wait_s(), time.perf_counter()
+        if wait is not None:
+            if self._last is not None and now > self._last[1]:
+                self.wait_shares.append(round((wait - self._last[0])
+                                              / ((now - self._last[1]) * self.threads), 4))
+            self._last = (wait, now)
         for reason in self.reasons(epoch_train_s or []):
             kind = reason.split(" ")[0]
             if kind not in self.warned:
@@ -141,11 +169,18 @@ class Monitor:
         if peak is not None and peak > LOAD_MARGIN * self.cores:
             out.append(f"load average {peak:.2f} exceeded the {self.cores} available cores "
                        f"(by more than {LOAD_MARGIN - 1:.0%})")
+        share = self.wait_share()
+        if share is not None and share > WAIT_LIMIT:
+            out.append(f"runqueue waits: the run's threads waited for a core {share:.0%} of the time")
         times = [t for t in epoch_train_s if t and t > 0]
         if len(times) >= 2 and max(times) / min(times) > SPREAD_LIMIT:
             out.append(f"epoch times vary {max(times) / min(times):.1f}x "
                        f"({min(times):.2f}-{max(times):.2f} s)")
         return out
+
+    def wait_share(self) -> float | None:
+        """The largest share of thread-time spent waiting for a core, over the intervals."""
+        return max(self.wait_shares) if self.wait_shares else None
 
     def summary(self, epoch_train_s: list[float]) -> dict:
         """The record's `contention` entry."""
@@ -156,6 +191,7 @@ class Monitor:
             "load_start": self.samples[0] if self.samples else None,
             "load_end": self.samples[-1] if self.samples else None,
             "load_max": max((s[0] for s in self.samples), default=None),
+            "wait_share_max": self.wait_share(),
             "epoch_train_s": {"min": min(times), "median": statistics.median(times),
                               "max": max(times)} if times else None,
             "unreliable": bool(reasons), "reasons": reasons,

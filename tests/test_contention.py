@@ -8,9 +8,16 @@ from harness.contention import Monitor
 
 @pytest.fixture
 def load(monkeypatch):
-    """Set the load average the monitor will read next."""
-    current = {"value": (0.5, 0.5, 0.5)}
+    """Set the load average the monitor will read next (and no runqueue waits, at 1 s
+    of wall time per sample, unless a test sets `wait`)."""
+    current = {"value": (0.5, 0.5, 0.5), "wait": 0.0, "clock": 0.0}
     monkeypatch.setattr(contention.os, "getloadavg", lambda: current["value"])
+    monkeypatch.setattr(contention, "runqueue_wait_s", lambda: current["wait"])
+
+    def clock():
+        current["clock"] += 1.0
+        return current["clock"]
+    monkeypatch.setattr(contention.time, "perf_counter", clock)
     return current
 
 
@@ -29,6 +36,8 @@ def test_cgroup_quota_v2_and_v1(tmp_path):
 
 
 def test_available_cores_follow_affinity_and_quota(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     monkeypatch.setattr(contention.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     monkeypatch.setattr(contention, "cgroup_cpu_limit", lambda: None)
     assert contention.available_cores() == 4
@@ -38,6 +47,8 @@ def test_available_cores_follow_affinity_and_quota(monkeypatch):
     assert contention.available_cores() == 2
     monkeypatch.setattr(contention, "cgroup_cpu_limit", lambda: 0.5)
     assert contention.available_cores() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")          # the user's choice wins
+    assert contention.default_threads() == 3
 
 
 def test_quiet_machine_is_reliable(load):
@@ -117,3 +128,20 @@ def test_local_sweep_divides_the_cores_among_its_runs(tmp_path, monkeypatch):
                              devices=["cpu"], max_parallel=2, out=lambda _: None)
     assert len(summary["local"]["done"]) == 2
     assert [job.threads for job in jobs] == [2, 2]
+
+
+def test_runqueue_waits_flag_a_run_the_load_average_has_not_caught_up_with(load):
+    """A short run on a busy machine: the 1-minute load is still low, the scheduler says
+    the run's 2 threads waited 0.6 of their 2 thread-seconds for a core."""
+    m = Monitor(threads=2, cores=2, warn=lambda _: None)
+    m.sample()
+    load["wait"] = 0.6
+    m.sample([1.0])
+    s = m.summary([1.0])
+    assert s["wait_share_max"] == pytest.approx(0.3) and s["unreliable"]
+    assert any("waited for a core 30%" in r for r in s["reasons"])
+
+
+def test_runqueue_wait_is_read_from_the_kernel():
+    wait = contention.runqueue_wait_s()
+    assert wait is None or wait >= 0.0
