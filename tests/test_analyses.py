@@ -6,6 +6,8 @@ import torch
 
 from reports import dct_subset_from_gate, speedup
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_speedup_from_histories(tmp_path):
     sp = speedup

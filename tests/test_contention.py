@@ -1,5 +1,9 @@
 """Cores available to a run, and the contention monitor's verdicts."""
 
+import subprocess
+import sys
+import time
+
 import pytest
 
 from harness import contention
@@ -40,6 +44,7 @@ def test_available_cores_follow_affinity_and_quota(monkeypatch):
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     monkeypatch.setattr(contention.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     monkeypatch.setattr(contention, "cgroup_cpu_limit", lambda: None)
+    monkeypatch.setattr(contention, "busy_elsewhere", lambda: 0)
     assert contention.available_cores() == 4
     assert contention.default_threads(parallel_runs=2) == 2
     assert contention.default_threads(parallel_runs=8) == 1
@@ -49,6 +54,49 @@ def test_available_cores_follow_affinity_and_quota(monkeypatch):
     assert contention.available_cores() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "3")          # the user's choice wins
     assert contention.default_threads() == 3
+
+
+def test_busy_elsewhere_reads_the_kernels_runnable_count(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  1 2 3\nprocs_running 4\nprocs_blocked 0\n")
+    assert contention.busy_elsewhere(samples=3, interval_s=0, stat=stat) == 3
+    stat.write_text("cpu  1 2 3\n")
+    assert contention.busy_elsewhere(samples=1, stat=stat) is None
+    assert contention.busy_elsewhere(stat=tmp_path / "missing") is None
+
+
+def test_busy_elsewhere_sees_real_busy_processes():
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.5)
+        assert contention.busy_elsewhere() >= 2
+    finally:
+        for p in loops:
+            p.kill()
+            p.wait()
+
+
+def test_auto_threads_leave_out_busy_cores(monkeypatch):
+    """On a busy machine auto takes only the free cores (at least 1 thread each);
+    with an affinity mask the machine-wide count is not consulted."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.setattr(contention, "cgroup_cpu_limit", lambda: None)
+    monkeypatch.setattr(contention.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(contention.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    busy = {"n": 0}
+    monkeypatch.setattr(contention, "busy_elsewhere", lambda: busy["n"])
+    assert contention.default_threads() == 4
+    busy["n"] = 1
+    assert contention.default_threads() == 3
+    assert contention.default_threads(parallel_runs=2) == 1
+    busy["n"] = 9
+    assert contention.default_threads() == 1
+    assert contention.default_threads(parallel_runs=2) == 1
+    monkeypatch.setattr(contention.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert contention.default_threads() == 2          # our 2 cores: others' load is elsewhere
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")    # an allocation is not second-guessed
+    assert contention.default_threads() == 4
 
 
 def test_quiet_machine_is_reliable(load):
