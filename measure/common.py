@@ -17,6 +17,7 @@ import torch
 
 from harness import store
 from harness.device import Timer, reset_peak_memory, resolve_device, sync
+from harness.env import cpu_model
 
 
 def add_output_args(ap: argparse.ArgumentParser, name: str) -> None:
@@ -102,8 +103,7 @@ def matmul_peak_gflops(device: torch.device, n: int, repeats: int = 5) -> float:
 
 
 def device_name(device: torch.device) -> str:
-    import platform
-
+    """The GPU model, or the CPU model with this process's torch thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()}"
+    return f"CPU {cpu_model()} ({torch.get_num_threads()} threads)"
