@@ -48,11 +48,13 @@ def label(df: pd.DataFrame, with_arch: bool = True) -> pd.Series:
 
 
 def styles(names) -> dict:
-    """A fixed (colour, marker) pair per name, so a method looks the same in every facet;
-    tab10's strong colours, told apart by the marker beyond ten names."""
+    """A fixed (colour, marker) pair per name, so a method looks the same in every facet:
+    tab10's strong colours for the first ten names, then tab20's light shades of the same
+    hues (with other markers), so that no two of up to twenty names share a colour."""
     names = sorted(set(names))
-    palette = sns.color_palette("tab10", 10)
-    return {n: (palette[i % 10], MARKERS[i % len(MARKERS)]) for i, n in enumerate(names)}
+    tab20 = sns.color_palette("tab20", 20)
+    palette = tab20[0::2] + tab20[1::2]          # the ten strong shades, then the ten light
+    return {n: (palette[i % 20], MARKERS[i % len(MARKERS)]) for i, n in enumerate(names)}
 
 
 def human(v: float) -> str:
