@@ -113,11 +113,11 @@ def default_threads(parallel_runs: int = 1) -> int:
             return max(1, int(value) // parallel_runs)
     cores = available_cores()
     busy = busy_elsewhere() if cores == (os.cpu_count() or cores) else None
-    if busy:   # with an affinity mask or quota, machine-wide counts say nothing of our cores
-        free = max(1, cores - busy)
-        print(f"note: {min(busy, cores)} of {cores} cores busy with other work: auto threads "
-              f"use {free} (pin with --threads N)", file=sys.stderr, flush=True)
-        cores = free
+    # With an affinity mask or quota, machine-wide counts say nothing of our cores. The
+    # count used is recorded (contention.threads); nothing is printed here, because this
+    # runs before the run's input is checked (an error must stay the only stderr line).
+    if busy:
+        cores = max(1, cores - busy)
     return max(1, cores // parallel_runs)
 
 
