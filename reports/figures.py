@@ -279,10 +279,26 @@ def csv_lines(df: pd.DataFrame, x: str, y: str, hue: str, title: str, out: Path,
 
 
 def bars(df: pd.DataFrame, x: str, y: str, hue: str, title: str, out: Path) -> Path | None:
+    """One panel per value of `x` (an architecture, a layer shape), each on its own scale,
+    with a horizontal bar per `hue` value named on its axis: times differ by orders of
+    magnitude between panels, and a shared axis or a legend over the bars hides them."""
     if df.empty or not {x, y, hue} <= set(df.columns):
         return None
-    fig, ax = plt.subplots(figsize=(8, 4))
-    sns.barplot(df, x=x, y=y, hue=hue, errorbar=None, ax=ax)
-    ax.tick_params(axis="x", rotation=30, labelsize=7)
-    ax.set(title=title)
+    groups = list(dict.fromkeys(df[x]))
+    colours = {name: style[0] for name, style in styles(df[hue]).items()}
+    per_panel = max(df[df[x] == g][hue].nunique() for g in groups)
+    ncols = min(3, len(groups))
+    nrows = math.ceil(len(groups) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(4.3 * ncols, nrows * (0.22 * per_panel + 1.1) + 0.6))
+    for ax, g in zip(axes.flat, groups):
+        part = df[df[x] == g].groupby(hue)[y].mean().sort_values()
+        ax.barh(list(part.index), part.values, color=[colours[h] for h in part.index])
+        ax.set_title(str(g), fontsize=9)
+        ax.set_xlabel(y, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return save(fig, out)

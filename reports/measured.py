@@ -77,6 +77,9 @@ def step_bench_blocks(df: pd.DataFrame, figdir: Path) -> list:
                     f"same architecture; op counts {', '.join(sorted(df['convention'].unique()))}."),
               ("table", table.rename(columns=STEP_COLUMNS))]
     for i, (dev, g) in enumerate(df.groupby("device_name")):
+        if "variant" in g:      # e.g. dct-select/resnet20 and its [input=rgb] baseline
+            g = g.assign(method=[m + (v.removeprefix(a) if isinstance(v, str) else "")
+                                 for m, a, v in zip(g["method"], g["arch"], g["variant"])])
         path = figures.bars(g, "arch", "train_ms", "method",
                             f"Training step (ms) on {dev}, batch {g['batch'].iloc[0]}",
                             figdir / f"step_bench_{i}_{store.slug(str(dev))}.png")
