@@ -103,7 +103,8 @@ def matmul_peak_gflops(device: torch.device, n: int, repeats: int = 5) -> float:
 
 
 def device_name(device: torch.device) -> str:
-    """The GPU model, or the CPU model with this process's torch thread count."""
+    """The GPU model, or the CPU model with this process's torch thread count (the one
+    place a benchmark's title and CSV name the threads)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU {cpu_model()} ({torch.get_num_threads()} threads)"

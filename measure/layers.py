@@ -379,8 +379,8 @@ def markdown(rows: list[dict], peak: float, device) -> str:
             f"{r['macs_bwd'] / 1e6:.2f}", f"{r['gflops_fwd']:.2f}",
             f"{100 * r['frac_peak_fwd']:.1f}", f"{r['gflops_bwd']:.2f}",
             f"{100 * r['frac_peak_bwd']:.1f}"])
-    title = (f"Layer benchmark on {common.device_name(device)}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads; dense float32 matmul peak {peak:.1f} GFLOP/s; "
+    title = (f"Layer benchmark on {common.device_name(device)}, torch {torch.__version__}; "
+             f"dense float32 matmul peak {peak:.1f} GFLOP/s; "
              f"ops {ops.CONVENTION_ID} (FLOPs = 2 x MACs); 'x' = time / time of the "
              f"spatial layer it replaces")
     return title + "\n\n" + tabulate(table, headers=head, tablefmt="github")

@@ -267,7 +267,7 @@ def markdown(rows: list[dict], peak: float, device) -> str:
                       (r.get("capture") or "")[:40]])
     r0 = rows[0] if rows else {}
     title = (f"Step benchmark on {device_name(device)}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, precision {r0.get('precision', '?')}, batch "
+             f"precision {r0.get('precision', '?')}, batch "
              f"{r0.get('batch', '?')}; dense float32 matmul peak {peak:.1f} GFLOP/s; ops "
              f"{ops.CONVENTION_ID}; 'x' = ratio to the baseline of the same architecture")
     return title + "\n\n" + tabulate(table, headers=head, tablefmt="github")
