@@ -982,7 +982,9 @@ def test_a_half_swapped_run_is_never_shown_whole(killed_swaps, tmp_path, monkeyp
     assert not one_run(d)
     with store.RunDir(d).lock():          # held by "another process" (another descriptor)
         (row,) = schedule.suite_status(suite, results_dir=root)["rows"]
+        (plan,) = schedule.sweep(suite, dry_run=True, results_dir=root, out=lambda line: None)["rows"]
     assert row.state != "done" and "running elsewhere" in row.detail
+    assert plan.state == "queued" and plan.detail == "running elsewhere"
 
     def read_only(path):
         raise files.disk_error(path, OSError(errno.EROFS, "Read-only file system"))
@@ -1134,3 +1136,16 @@ def test_killing_a_local_sweep_ends_its_runs_and_the_next_sweep_resumes(npz, tmp
         rec = store.read_record(d)
         assert rec["status"] == "complete" and rec["metrics"]["epochs_done"] == epochs
         assert rec["timing"]["sessions"] == 4          # resumed from a checkpoint 3 times
+
+
+def test_a_thread_count_from_a_checkpoint_is_used_only_when_sane():
+    """The checkpoint lies in a shared directory: a planted count (a billion threads, or
+    not a count) is ignored, and the run keeps today's count."""
+    from harness.contention import Monitor
+
+    for planted in ([10**9], [0], ["2"], [True], 4, []):
+        m = Monitor(threads=3, cores=4)
+        assert m.restore({"threads_by_session": planted}) == 3 and m.threads_by_session == [3]
+    m = Monitor(threads=3, cores=4)
+    assert m.restore({"threads_by_session": [1, 1]}) == 1 and m.threads_by_session == [1, 1, 1]
+    assert m.summary([])["threads"] == 1
