@@ -1127,7 +1127,7 @@ def test_killing_a_local_sweep_ends_its_runs_and_the_next_sweep_resumes(npz, tmp
             if t is not None and started_at(q) == t:
                 with contextlib.suppress(OSError):
                     os.kill(q, signal.SIGKILL)
-    print(f"\nprocesses of a local sweep alive 5 s after its kill: "
+    print("\nprocesses of a local sweep alive 5 s after its kill: "
           + ", ".join(f"{k} {len(v)}" for k, v in survivors.items()))
     assert not any(survivors.values()), survivors
     assert all(got == want for got, want in codes.values()), codes    # exit statuses
