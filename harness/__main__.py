@@ -12,8 +12,8 @@
 
 This module is argparse wiring only: it parses, calls into the modules above and prints.
 User mistakes (`harness.errors.UserError`) print one line (no traceback) and exit with
-status 2; a disk the user must fix (full, read-only) too; Ctrl-C exits 130; `status |
-head` ends quietly (141, as for SIGPIPE).
+status 2; a disk the user must fix (full, read-only) too; Ctrl-C exits 130 (SIGTERM to a
+local sweep 143); `status | head` ends quietly (141, as for SIGPIPE).
 """
 
 from __future__ import annotations
@@ -381,10 +381,10 @@ def _dispatch(args) -> int:
             raise
         print(f"error: {disk_error(exc.filename or '', exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:    # SIGTERM to a local sweep too (exit_status 143)
         print("interrupted; run the same command again to resume from the last checkpoint",
               file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_status", 130)
     return 0
 
 

@@ -46,6 +46,9 @@ WAIT_LIMIT = 0.10    # share of the run's thread-time spent waiting for a core
 # on an idle machine. Only a load a quarter above the cores says that other work took a
 # real share of them.
 LOAD_MARGIN = 1.25
+# Thread counts read back from a checkpoint (a file in a shared directory) above this
+# are not used: OpenMP allocates memory per thread.
+MAX_THREADS = 1024
 
 
 def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
@@ -163,6 +166,7 @@ class Monitor:
     def __init__(self, threads: int, cores: int | None = None,
                  warn: Callable[[str], None] | None = None):
         self.threads, self.cores = threads, cores or available_cores()
+        self.threads_by_session = [threads]     # a resume adds one entry
         self.samples: list[list[float]] = []
         self.wait_shares: list[float] = []      # per interval between samples
         self._last: tuple[float, float] | None = None
@@ -170,11 +174,23 @@ class Monitor:
         self.warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))
 
     def state(self) -> dict:
-        return {"samples": self.samples, "wait_shares": self.wait_shares}
+        return {"samples": self.samples, "wait_shares": self.wait_shares,
+                "threads_by_session": self.threads_by_session}
 
-    def restore(self, state: dict | None) -> None:
-        self.samples = [list(s) for s in (state or {}).get("samples", [])]
-        self.wait_shares = [float(w) for w in (state or {}).get("wait_shares", [])]
+    def restore(self, state: dict | None) -> int:
+        """Carry the samples across a resume, and the thread count: returns the count of
+        the run's first session, which the resumed run must use again (reductions then
+        split the same way, so it ends with an uninterrupted run's numbers, whatever auto
+        would pick today). Checkpoints without it (older versions) keep today's count."""
+        state = state if isinstance(state, dict) else {}
+        self.samples = [list(s) for s in state.get("samples", [])]
+        self.wait_shares = [float(w) for w in state.get("wait_shares", [])]
+        earlier = state.get("threads_by_session")
+        if isinstance(earlier, list) and earlier and all(
+                type(t) is int and 1 <= t <= MAX_THREADS for t in earlier):
+            self.threads = earlier[0]
+            self.threads_by_session = earlier + [self.threads]
+        return self.threads
 
     def sample(self, epoch_train_s: list[float] | None = None) -> None:
         """Read the load now (start, each epoch end, end); warn once per kind of problem."""
@@ -220,6 +236,7 @@ class Monitor:
         reasons = self.reasons(times)
         return {
             "cores": self.cores, "threads": self.threads,
+            "threads_by_session": self.threads_by_session,
             "load_start": self.samples[0] if self.samples else None,
             "load_end": self.samples[-1] if self.samples else None,
             "load_max": max((s[0] for s in self.samples), default=None),

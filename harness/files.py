@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import io
 import json
 import math
@@ -126,6 +127,19 @@ def open_lock(path: Path) -> int:
         os.close(fd)
         raise UserError(f"{path} is not a plain file; remove it and run again")
     return fd
+
+
+def fingerprint(path: Path) -> dict | None:
+    """{"size", "sha256"} of a plain file; None if it is absent, a link or not a plain file."""
+    try:   # O_NONBLOCK: a FIFO planted in its place must not block the open
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return {"size": info.st_size, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
 
 
 def _umask() -> int:

@@ -173,6 +173,8 @@ def _execute_locked(spec, rd: RunDir, *, data_dir, dev, force, progress, stop_af
         raise
     if res.status == "interrupted":
         return None
+    # a resumed run goes on with its first session's threads, not always today's auto count
+    record["environment"]["threads"] = res.contention.get("threads", record["environment"]["threads"])
     hist = res.history
     epochs_done = len(hist)
     timing = dict(res.timing, data_load_s=data_load_s)

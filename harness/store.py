@@ -24,8 +24,11 @@ versions stay readable.
 
 `--force` swap: the new run trains in `.staging/`; `RunDir.finish_swap` then moves
 checkpoint, history and record into the run directory, the record last, following a
-journal (`.staging/commit.json`) so that a kill in the middle is completed by the next
-command on that run.
+journal (`.staging/commit.json`) that names each staged file by size and SHA-256. A kill
+in the middle leaves the old record beside the new history: `RunDir.read` (every reader
+and writer of a run goes through it) first completes such a swap (`RunDir.heal`), so no
+command shows or resumes a run that mixes two. A journal that does not match its files
+(a stray one, or staged files changed since) is refused, never followed.
 
 Locks: `locked(directory)` is the one lock helper: `.lock` opened without following a
 link and without truncation, flock'ed, checked to be the file still in place. A run
@@ -45,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.files import (make_dirs, open_lock, read_json, remove_empty_dirs, remove_orphans,
-                           write_csv, write_json)
+from harness.files import (disk_error, fingerprint, make_dirs, open_lock, read_json,
+                           remove_empty_dirs, remove_orphans, write_csv, write_json)
 
 SCHEMA_VERSION = 1
 RESULTS_ENV = "SPECTRAL_BENCH_RESULTS"
@@ -290,8 +293,13 @@ class RunDir:
     def read(self) -> dict[str, Any] | None:
         """The run record as written, or None if the run has none (yet).
 
-        A record that is not a JSON object with a status is a UserError naming the file.
+        An interrupted --force swap is completed first (`heal`). A record that is not a
+        JSON object with a status is a UserError naming the file.
         """
+        self.heal()
+        return self._read()
+
+    def _read(self) -> dict[str, Any] | None:
         path = self.result
         fix = "delete it (or pass --force) to run again"
         try:
@@ -357,44 +365,97 @@ class RunDir:
         remove_empty_dirs([d for d in created if d != directory])
 
     # -- the --force swap
+    def _swap_pending(self) -> bool:
+        """A --force run has finished in staging (its journal or finished record is there)."""
+        staging = self.path / STAGING
+        if staging.is_symlink() or not staging.is_dir():
+            return False
+        if os.path.lexists(staging / COMMIT):
+            return True
+        with contextlib.suppress(UserError):     # a broken staged record: finish_swap refuses it
+            rec = RunDir(staging)._read()
+            return rec is not None and rec.get("status") in FINISHED
+        return False
+
+    def heal(self) -> None:
+        """Complete an interrupted --force swap (called by `read`, so by every command).
+
+        The lock is not waited for: its holder trains (the old files are whole) or swaps
+        ("running elsewhere"). Without write access a swap under way cannot be finished:
+        the run is refused, never shown half old, half new."""
+        if not self._swap_pending():
+            return
+        journal = self.path / STAGING / COMMIT
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self.lock())
+            except RunLocked:
+                if os.path.lexists(journal):
+                    raise RunLocked(f"run {self.path} is running elsewhere (another process is "
+                                    f"swapping in a --force run); try again in a moment") from None
+                return
+            except (UserError, OSError):
+                if os.path.lexists(journal):
+                    raise UserError(f"run {self.path} is in the middle of a --force swap that this "
+                                    f"process cannot lock the run to finish (no write access?); run "
+                                    f"any command on it with write access to complete it") from None
+                return      # the swap has not begun: the run directory holds the old run whole
+            try:
+                self.finish_swap()
+            except OSError as exc:      # e.g. read-only: the journal stays, the next command retries
+                raise (disk_error(self.path, exc) or exc) from None
+
     def finish_swap(self) -> dict | None:
         """Move a finished --force run from the staging directory into the run directory.
 
-        Returns the new record when a swap was (or had been half) done, else None. The
-        journal makes repeating the moves after a kill safe: files the new run does not
-        have (e.g. no checkpoint when it diverged in epoch 1) are removed from the run
-        directory, decided once, before the first move.
-        """
+        Call it holding the run's lock. Returns the new record when a swap was (or had
+        been half) done, else None. First a journal names the staged files by size and
+        SHA-256 (the run's files the new run lacks, e.g. no checkpoint after divergence in
+        epoch 1, are removed). After a kill it is followed again only if each file it names
+        is still the staged one or already moved; else it is refused (UserError)."""
         staging = self.path / STAGING
         if staging.is_symlink() or not staging.is_dir():
             return None
         journal = staging / COMMIT
-        if journal.exists():
-            plan = read_json(journal, "swap journal", f"delete {staging} to discard the --force run")
-            if not isinstance(plan, dict):
-                raise UserError(f"swap journal {journal} is not a journal; delete {staging} to "
-                                f"discard the --force run")
-            # only our own file names: the journal lies in a shared directory
-            plan = {k: [n for n in plan.get(k) or () if n in RUN_FILES] for k in ("move", "remove")}
+        if os.path.lexists(journal):
+            files = self._check_journal(journal)
         else:
-            rec = RunDir(staging).read()
+            rec = RunDir(staging)._read()
             if rec is None or rec.get("status") not in FINISHED:
                 return None
-            plan = {"move": [n for n in RUN_FILES if (staging / n).exists()],
-                    "remove": [n for n in RUN_FILES if not (staging / n).exists()]}
-            write_json(journal, plan)
-        for name in plan["remove"]:
-            (self.path / name).unlink(missing_ok=True)
-        for name in plan["move"]:
-            if (staging / name).exists():
+            files = {n: fingerprint(staging / n) for n in RUN_FILES if os.path.lexists(staging / n)}
+            if None in files.values():
+                raise UserError(f"{staging} holds a link or special file; delete {staging} to "
+                                f"discard the --force run, then run again")
+            write_json(journal, {"files": files})
+        for name in RUN_FILES:
+            if name not in files:
+                (self.path / name).unlink(missing_ok=True)
+        for name in RUN_FILES:          # the record last: its presence still means "done"
+            if name in files and os.path.lexists(staging / name):
                 os.replace(staging / name, self.path / name)
         journal.unlink(missing_ok=True)
         remove_orphans(staging)
-        try:
+        with contextlib.suppress(OSError):
             os.rmdir(staging)
-        except OSError:
-            pass
-        return self.read()
+        return self._read()
+
+    def _check_journal(self, journal: Path) -> dict:
+        """The journal's files, if each is still the staged one or already moved, else UserError."""
+        staging = journal.parent
+        fix = f"it is not followed: delete {staging} to discard the --force run, then run again"
+        if fingerprint(journal) is None:         # a link or a FIFO is never followed
+            raise UserError(f"swap journal {journal} is not a plain file; {fix}")
+        plan = read_json(journal, "swap journal", fix)
+        files = plan.get("files") if isinstance(plan, dict) else None
+        if not (isinstance(files, dict) and RESULT in files and set(files) <= set(RUN_FILES)):
+            raise UserError(f"swap journal {journal} names no staged record by size and SHA-256; {fix}")
+        for name, want in files.items():   # staged (still to move), else moved before the kill
+            where = staging if os.path.lexists(staging / name) else self.path
+            if fingerprint(where / name) != want:
+                raise UserError(f"swap journal {journal} does not match its files ({name} is not "
+                                f"the file it was written for); {fix}")
+        return files
 
 
 def read_record(directory: Path) -> dict[str, Any] | None:

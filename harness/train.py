@@ -253,9 +253,12 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
             raise UserError(f"checkpoint {ckpt_path} does not fit this run ({msg}); "
                             f"delete it or pass --force") from None
         history, timing, start_epoch = ckpt["history"], ckpt["timing"], ckpt["epoch"]
-        monitor.restore(ckpt.get("contention"))
+        now = torch.get_num_threads()
+        torch.set_num_threads(monitor.restore(ckpt.get("contention")))   # the first session's count
         if progress:
-            print(f"resuming from epoch {start_epoch} ({ckpt_path})", file=sys.stderr)
+            changed = f", with {monitor.threads} thread(s) as in its first session (not {now})" \
+                if monitor.threads != now else ""
+            print(f"resuming from epoch {start_epoch} ({ckpt_path}){changed}", file=sys.stderr)
     # after the resume: the runner moves a restored lr tensor back onto the GPU
     runner = StepRunner(model, opt, sched, spec.clip_norm, device, mode=spec.graph)
     if progress and device.type == "cuda" and runner.reason and spec.graph == "auto":

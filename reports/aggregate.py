@@ -175,14 +175,14 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
             continue
         seen.add(d.name)
         rd = store.RunDir(d)
-        if not rd.result.exists():
-            rows.append({"run_id": d.name, "dir": str(d), "status": "unfinished",
-                         "reason": "checkpoint only: interrupted or still running"})
-            continue
         try:
-            rec = rd.read()
+            rec = rd.read()       # completes an interrupted --force swap first
         except UserError as exc:
             rows.append({"run_id": d.name, "dir": str(d), "status": "unreadable", "reason": str(exc)})
+            continue
+        if rec is None:
+            rows.append({"run_id": d.name, "dir": str(d), "status": "unfinished",
+                         "reason": "checkpoint only: interrupted or still running"})
             continue
         row = run_row(d, rec)
         rows.append(row)

@@ -83,7 +83,7 @@ class InProcessExecutor:
 
     submitted: list[dict] = []
 
-    def __init__(self, folder):
+    def __init__(self, folder, python=None):
         self.folder, self.params = Path(str(folder).replace("%j", "inproc")), {}
 
     def update_parameters(self, **kw):

@@ -218,8 +218,9 @@ def test_force_keeps_the_old_record_and_resumes_from_staging(npz, reference, tmp
     (d / store.STAGING).mkdir()
     (d / store.STAGING / store.COMMIT).write_text(json.dumps({"remove": ["../../../../victim.txt"],
                                                                 "move": ["../x"]}))
-    store.RunDir(d).finish_swap()
-    assert victim.read_text() == "precious" and store.read_record(d) == rec
+    with pytest.raises(UserError, match="not followed"):
+        store.RunDir(d).finish_swap()
+    assert victim.read_text() == "precious" and store.RunDir(d)._read() == rec
 
 
 def test_run_suite_goes_on_past_a_refused_run(npz, reference, tmp_path, capsys):
@@ -775,3 +776,376 @@ def test_status_of_a_duplicate_slurm_task_that_found_its_run_locked(tmp_path, mo
                                                                        "sacct", []))
     (row,) = schedule.suite_status(str(suite), results_dir=tmp_path / "r")["rows"]
     assert row.state == "running" and "running elsewhere" in row.detail
+
+
+# ============================================================================ issue 21b
+# Interrupted work heals (a --force swap killed at any point is completed by the next
+# command of any kind), a resume is exact whatever the environment (the first session's
+# thread count is kept), and killing a local sweep leaves no training process behind.
+
+SWAP_POINTS = ("journal", "move checkpoint.pt", "move history.csv", "move result.json",
+               "unlink journal", "rmdir staging")
+
+SWAP_CHILD = r"""
+import json, os, signal, sys
+cfg = json.loads(sys.argv[1])
+point = cfg["point"]
+real = {f: getattr(os, f) for f in ("fsync", "replace", "unlink", "rmdir")}
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def fsync(fd):   # the journal is written, not yet renamed into place
+    if point == "journal" and os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".commit.json."):
+        die()
+    return real["fsync"](fd)
+
+def replace(src, dst, *a, **k):   # before one of the moves out of the staging directory
+    if point == "move " + os.path.basename(str(dst)) and "/.staging/" in str(src) \
+            and "/.staging/" not in str(dst):
+        die()
+    return real["replace"](src, dst, *a, **k)
+
+def unlink(path, *a, **k):        # every file moved, the journal still there
+    if point == "unlink journal" and os.path.basename(str(path)) == "commit.json":
+        die()
+    return real["unlink"](path, *a, **k)
+
+def rmdir(path, *a, **k):         # the journal gone, the empty staging directory still there
+    if point == "rmdir staging" and os.path.basename(str(path)) == ".staging":
+        die()
+    return real["rmdir"](path, *a, **k)
+
+os.fsync, os.replace, os.unlink, os.rmdir = fsync, replace, unlink, rmdir
+from harness.__main__ import main
+sys.exit(main(cfg["argv"]))
+"""
+
+
+def one_run_suite(path: Path, npz: Path) -> Path:
+    """A suite of the single run `run_args` makes (one thread), one epoch, so that `run`,
+    `sweep`, `status` and `report` all name the same run directory."""
+    return _suite(path, f"""
+        [suite]
+        name = "one"
+        dataset = "{npz}"
+        seeds = [0]
+        [budgets.b]
+        epochs = 1
+        batch_size = 50
+        val_size = 100
+        threads = 1
+        [[runs]]
+        method = "cnn"
+        arch = "lenet5"
+        """)
+
+
+def one_run(d: Path) -> bool:
+    """Record, history and checkpoint are the files of one run: the seconds of each epoch
+    in history.csv and in the checkpoint, and their sum in the record, are the same
+    numbers (written from the same floats, so == holds by construction); two runs never
+    share them (wall-clock timings)."""
+    import csv
+
+    rec = json.loads((d / "result.json").read_text())
+    with open(d / "history.csv") as f:
+        hist = [float(r["train_s"]) for r in csv.DictReader(f)]
+    ckpt = torch.load(d / "checkpoint.pt", weights_only=True)
+    return rec["timing"]["train_s"] == ckpt["timing"]["train_s"] and \
+        hist == [h["train_s"] for h in ckpt["history"]]
+
+
+def record_file(d: Path) -> dict | None:
+    """result.json as it lies on disk (read without the harness, so without healing)."""
+    return json.loads((d / "result.json").read_text()) if (d / "result.json").exists() else None
+
+
+def swap_pending(d: Path) -> bool:
+    """A journal, or a finished record, still waits in the staging directory."""
+    staged = d / store.STAGING
+    return (staged / store.COMMIT).exists() or (staged / store.RESULT).exists()
+
+
+@pytest.fixture(scope="module")
+def killed_swaps(npz, tmp_path_factory) -> dict:
+    """A finished run, then `run --force` of it killed (kill -9) at each point of its swap:
+    {point: results directory as the kill left it}, and the old record."""
+    base = tmp_path_factory.mktemp("swaps")
+    suite = one_run_suite(base / "one.toml", npz)
+    old_root = base / "old"
+    assert main(["run", "--suite", str(suite), "--results-dir", str(old_root), "--quiet"]) == 0
+    from harness.suite import load_suite
+    spec = load_suite(str(suite)).specs[0]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    states, children = {}, {}
+    for i, point in enumerate(SWAP_POINTS):       # the children run at once
+        root = base / f"p{i}"
+        shutil.copytree(old_root, root)
+        argv = ["run", "--suite", str(suite), "--results-dir", str(root), "--quiet", "--force"]
+        children[point] = subprocess.Popen([sys.executable, "-c", SWAP_CHILD,
+                                            json.dumps({"argv": argv, "point": point})],
+                                           stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+        states[point] = root
+    for point, child in children.items():
+        err = child.communicate(timeout=300)[1]
+        assert child.returncode == -signal.SIGKILL, f"{point}: not killed there: {err[-2000:]}"
+    return {"suite": suite, "spec": spec, "states": states,
+            "old": record_file(store.run_dir(old_root, spec))}
+
+
+def test_a_force_swap_killed_at_any_point_heals_on_the_next_command(killed_swaps, tmp_path, capsys):
+    """Each of the 6 kill points x each of 6 commands (run, run --force, a local sweep, a
+    SLURM sweep's plan, status, report): afterwards the run directory holds one run, the
+    forced one (never the old record once its replacement was finished), and no swap is
+    left pending."""
+    suite, spec = str(killed_swaps["suite"]), killed_swaps["spec"]
+    commands = {
+        "run": lambda r: ["run", "--suite", suite, "--results-dir", str(r), "--quiet"],
+        "run --force": lambda r: ["run", "--suite", suite, "--results-dir", str(r), "--quiet", "--force"],
+        "sweep --executor local": lambda r: ["sweep", suite, "--executor", "local", "--results-dir", str(r)],
+        "sweep (SLURM plan)": lambda r: ["sweep", suite, "--dry-run", "--results-dir", str(r)],
+        "status": lambda r: ["status", suite, "--results-dir", str(r)],
+        "report": lambda r: ["report", suite, "--results-dir", str(r), "--out", str(r.parent / "rep"),
+                             "--quiet"],
+    }
+    mixed_after_kill, tally, problems = 0, {"mixed": 0, "unsettled": 0, "old": 0}, []
+    for point, state in killed_swaps["states"].items():
+        mixed_after_kill += not one_run(store.run_dir(state, spec))
+        for name, argv in commands.items():
+            root = tmp_path / f"{SWAP_POINTS.index(point)}-{name.split()[0]}{len(name)}" / "r"
+            shutil.copytree(state, root)
+            d = store.run_dir(root, spec)
+            code = main(argv(root))
+            capsys.readouterr()
+            verdict = {"mixed": not one_run(d), "unsettled": swap_pending(d),
+                       "old": record_file(d) == killed_swaps["old"]}
+            for k, bad in verdict.items():
+                tally[k] += bad
+            if code != 0 or any(verdict.values()):
+                problems.append(f"kill at {point!r}, then {name}: exit {code}, "
+                                f"{[k for k, bad in verdict.items() if bad]}")
+    n = len(SWAP_POINTS) * len(commands)
+    print(f"\nkilled --force swaps: {len(SWAP_POINTS)} kill points, {mixed_after_kill} left a mixed run "
+          f"directory; after the next command ({n} cases): {tally['mixed']} mixed, "
+          f"{tally['unsettled']} with the swap still pending, {tally['old']} showing the old record")
+    assert mixed_after_kill >= 2          # the kills really hit the middle of the swap
+    assert not problems, "\n".join(problems)
+
+
+def test_a_swap_journal_that_does_not_match_its_files_is_refused(npz, killed_swaps, tmp_path, capsys):
+    suite, spec = str(killed_swaps["suite"]), killed_swaps["spec"]
+
+    def refused(root: Path, *extra: str) -> str:
+        """`run --suite` goes on past a refused run: one line names why, exit 2 at the end."""
+        capsys.readouterr()
+        assert main(["run", "--suite", suite, "--results-dir", str(root), "--quiet", *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: 1 of 1 runs") and "Traceback" not in "".join(err), err
+        (line,) = [ln for ln in err if ln.startswith(f"run {spec.run_id} refused: ")]
+        return line
+
+    # a stray journal beside a finished run: --force must not "complete a swap" (nor delete)
+    root = tmp_path / "stray" / "r"
+    shutil.copytree(killed_swaps["states"][SWAP_POINTS[0]], root)
+    d = store.run_dir(root, spec)
+    shutil.rmtree(d / store.STAGING)
+    (d / store.STAGING).mkdir()
+    files.write_json(d / store.STAGING / store.COMMIT, {"files": {"result.json": {
+        "size": 3, "sha256": "0" * 64}, "checkpoint.pt": {"size": 1, "sha256": "1" * 64}}})
+    line = refused(root, "--force")
+    assert "commit.json" in line and "does not match" in line and f"delete {d / store.STAGING}" in line
+    assert record_file(d) == killed_swaps["old"] and one_run(d)
+    # the old journal format, which names no files by content, is not followed either
+    files.write_json(d / store.STAGING / store.COMMIT, {"move": [], "remove": ["checkpoint.pt"]})
+    assert "names no staged record" in refused(root, "--force") and one_run(d)
+    (row,) = schedule.suite_status(suite, results_dir=root)["rows"]
+    assert row.state != "done" and "commit.json" in row.detail
+    # a real journal whose staged record was replaced after the kill: nothing more is moved
+    root = tmp_path / "changed" / "r"
+    shutil.copytree(killed_swaps["states"]["move history.csv"], root)
+    d = store.run_dir(root, spec)
+    staged = d / store.STAGING / store.RESULT
+    staged.write_text(staged.read_text().replace('"complete"', '"diverged"'))
+    before = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+    assert "result.json is not the file" in refused(root)
+    assert {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()} == before
+
+
+def test_a_half_swapped_run_is_never_shown_whole(killed_swaps, tmp_path, monkeypatch):
+    """A reader that cannot lock the run (read-only results directory, or another process
+    holding it) does not present the old record beside the new history as a finished run."""
+    suite, spec = str(killed_swaps["suite"]), killed_swaps["spec"]
+    root = tmp_path / "r"
+    shutil.copytree(killed_swaps["states"]["move result.json"], root)
+    d = store.run_dir(root, spec)
+    assert not one_run(d)
+    with store.RunDir(d).lock():          # held by "another process" (another descriptor)
+        (row,) = schedule.suite_status(suite, results_dir=root)["rows"]
+        (plan,) = schedule.sweep(suite, dry_run=True, results_dir=root, out=lambda line: None)["rows"]
+    assert row.state != "done" and "running elsewhere" in row.detail
+    assert plan.state == "queued" and plan.detail == "running elsewhere"
+
+    def read_only(path):
+        raise files.disk_error(path, OSError(errno.EROFS, "Read-only file system"))
+
+    with monkeypatch.context() as mp:
+        mp.setattr(store, "open_lock", read_only)
+        (row,) = schedule.suite_status(suite, results_dir=root)["rows"]
+        assert row.state != "done" and "middle of a --force swap" in row.detail
+    assert not one_run(d)                 # untouched so far; the next writable reader heals it
+    (row,) = schedule.suite_status(suite, results_dir=root)["rows"]
+    assert row.state == "done" and one_run(d) and not swap_pending(d)
+
+
+RESUME_CHILD = r"""
+import json, os, signal, sys
+cfg = json.loads(sys.argv[1])
+if cfg["kill_after_epoch_1"]:
+    real_replace = os.replace
+    def replace(src, dst, *a, **k):    # kill -9 once the first checkpoint is in place
+        real_replace(src, dst, *a, **k)
+        if os.path.basename(str(dst)) == "checkpoint.pt":
+            os.kill(os.getpid(), signal.SIGKILL)
+    os.replace = replace
+from harness.__main__ import main
+sys.exit(main(cfg["argv"]))
+"""
+
+
+def test_a_resume_under_other_threads_equals_an_uninterrupted_run(npz, tmp_path):
+    """Threads auto: killed after epoch 1 under OMP_NUM_THREADS=1, resumed under 2. The
+    resumed run keeps its first session's count, so it equals the uninterrupted run under
+    1 thread bit for bit. (An exact comparison is legitimate here: same machine, same
+    kernels, same thread count, so the same floating-point operations in the same order.)"""
+    def run(root: Path, omp: str, kill: bool) -> int:
+        argv = ["run", "--dataset", str(npz), "--epochs", "2", "--batch-size", "50", "--set",
+                "val_size=100", "--device", "cpu", "--results-dir", str(root), "--quiet"]
+        env = {**os.environ, "OMP_NUM_THREADS": omp, "PYTHONPATH": str(REPO)}
+        res = subprocess.run([sys.executable, "-c", RESUME_CHILD,
+                              json.dumps({"argv": argv, "kill_after_epoch_1": kill})],
+                             capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+        assert res.returncode in (0, -signal.SIGKILL), res.stderr[-3000:]
+        return res.returncode
+
+    spec = make_spec("cnn", "lenet5", str(npz), {"val_size": "100"}, epochs=2, batch_size=50)
+    assert run(tmp_path / "whole", "1", kill=False) == 0
+    assert run(tmp_path / "resumed", "1", kill=True) == -signal.SIGKILL
+    assert run(tmp_path / "resumed", "2", kill=False) == 0
+    whole, resumed = (store.run_dir(tmp_path / n, spec) for n in ("whole", "resumed"))
+    rec = store.read_record(resumed)
+    assert rec["timing"]["sessions"] == 2
+    print(f"\nresumed under OMP_NUM_THREADS=2 after a kill under 1: threads by session "
+          f"{rec['contention'].get('threads_by_session')}; equal to the uninterrupted run: "
+          f"{same(snapshot(resumed), snapshot(whole))}")
+    assert rec["contention"]["threads_by_session"] == [1, 1]
+    assert rec["contention"]["threads"] == rec["environment"]["threads"] == 1
+    assert same(snapshot(resumed), snapshot(whole))
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def started_at(pid: int) -> str | None:
+    """The start time of the live process `pid` (None if gone or a zombie): a pid and its
+    start time name one process, never a later one that reuses the pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else fields[19]
+    except (OSError, IndexError):
+        return None
+
+
+def test_killing_a_local_sweep_ends_its_runs_and_the_next_sweep_resumes(npz, tmp_path):
+    """A two-run local sweep killed with KILL, TERM and INT in turn (each time once both
+    runs have checkpointed a further epoch): within 5 s no process it started survives,
+    and a fourth sweep completes both runs from their checkpoints (4 sessions each)."""
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs /proc (Linux) to list the sweep's processes")
+    import contextlib
+
+    from harness.suite import load_suite
+
+    epochs = 30
+    suite = write_suite(tmp_path / "pair.toml", npz, epochs=epochs)
+    results = tmp_path / "r"
+    dirs = [store.run_dir(results, s) for s in load_suite(str(suite)).specs]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "harness", "sweep", str(suite), "--executor", "local",
+           "--max-parallel", "2", "--results-dir", str(results)]
+
+    def epoch(d: Path) -> int:
+        try:
+            return torch.load(d / "checkpoint.pt", weights_only=True)["epoch"]
+        except Exception:  # noqa: BLE001 - not written yet
+            return 0
+
+    # KILL first: its tasks notice within half a second, while many epochs are left
+    expected = {signal.SIGKILL: -signal.SIGKILL, signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGINT: 130}
+    survivors, started, codes = {}, {}, {}
+    try:
+        for sig, code in expected.items():
+            before = [epoch(d) for d in dirs]
+            with open(tmp_path / f"sweep-{sig.name}.log", "w") as log:
+                p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+            deadline = time.monotonic() + 120
+            while any(epoch(d) <= b for d, b in zip(dirs, before)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            procs = {q: started_at(q) for q in descendants(p.pid)}
+            started.update(procs)
+            assert p.poll() is None and len(procs) >= 2, (tmp_path / f"sweep-{sig.name}.log").read_text()
+            assert all(epoch(d) < epochs for d in dirs), "a run finished before the kill"
+            os.kill(p.pid, sig)
+            codes[sig.name] = (p.wait(timeout=30), code)
+            deadline = time.monotonic() + 5
+            while any(started_at(q) == t for q, t in procs.items()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            survivors[sig.name] = [q for q, t in procs.items() if started_at(q) == t]
+            if survivors[sig.name]:
+                break
+        else:
+            final = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    finally:        # what the old code left running (only those very processes)
+        for q, t in started.items():
+            if t is not None and started_at(q) == t:
+                with contextlib.suppress(OSError):
+                    os.kill(q, signal.SIGKILL)
+    print("\nprocesses of a local sweep alive 5 s after its kill: "
+          + ", ".join(f"{k} {len(v)}" for k, v in survivors.items()))
+    assert not any(survivors.values()), survivors
+    assert all(got == want for got, want in codes.values()), codes    # exit statuses
+    assert final.returncode == 0, final.stdout + final.stderr
+    for d in dirs:
+        rec = store.read_record(d)
+        assert rec["status"] == "complete" and rec["metrics"]["epochs_done"] == epochs
+        assert rec["timing"]["sessions"] == 4          # resumed from a checkpoint 3 times
+
+
+def test_a_thread_count_from_a_checkpoint_is_used_only_when_sane():
+    """The checkpoint lies in a shared directory: a planted count (a billion threads, or
+    not a count) is ignored, and the run keeps today's count."""
+    from harness.contention import Monitor
+
+    for planted in ([10**9], [0], ["2"], [True], 4, []):
+        m = Monitor(threads=3, cores=4)
+        assert m.restore({"threads_by_session": planted}) == 3 and m.threads_by_session == [3]
+    m = Monitor(threads=3, cores=4)
+    assert m.restore({"threads_by_session": [1, 1]}) == 1 and m.threads_by_session == [1, 1, 1]
+    assert m.summary([])["threads"] == 1

@@ -9,6 +9,9 @@ RunJob for the same spec, which submitit requeues; the restarted task resumes fr
 checkpoint with its accumulated time. A run another process trains (its lock is held) is
 "running elsewhere": reported, not a failure.
 
+A task of a local sweep ends with the sweep (`RunJob._end_with_sweep`), however the sweep
+ends: no training process outlives it.
+
 Each task start and end is a line in the run's `attempts.jsonl` (job id, host, restart
 count, time, outcome). `failure_reason` finds the one line that says why a job failed:
 the record's reason, else the job's own account in its attempts, else the last exception
@@ -21,6 +24,7 @@ import contextlib
 import errno
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -68,6 +72,28 @@ def append_attempt(run_directory: Path, entry: dict) -> None:
         os.fsync(f.fileno())
 
 
+def process_identity(pid: int) -> str | None:
+    """A token for the live process `pid`: its start time, so that a process that reuses
+    the pid later is not taken for it. None when no such process lives (a zombie is gone).
+    Without /proc (not Linux): the pid, while a signal can reach it."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()   # the name before ")" may hold spaces
+        return None if fields[0] in (b"Z", b"X") else fields[19].decode()
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return None
+    except (OSError, IndexError, ValueError):
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return None
+    except OSError:
+        pass
+    return str(pid)
+
+
 def read_attempts(run_directory: Path) -> list[dict]:
     path = RunDir(run_directory).attempts
     try:
@@ -91,12 +117,14 @@ class RunJob(submitit.helpers.Checkpointable):
     """
 
     def __init__(self, results_dir: str, data_dir: str | None = None, device: str = "auto",
-                 grace_s: float = 90.0, threads: int | None = None):
+                 grace_s: float = 90.0, threads: int | None = None,
+                 parent: tuple[int, str] | None = None):
         self.results_dir = str(results_dir)
         self.data_dir = None if data_dir is None else str(data_dir)
         self.device = device
         self.grace_s = float(grace_s)
         self.threads = threads      # for specs with threads auto; None: the task's own cores
+        self.parent = parent        # a local sweep's (pid, process_identity): ends with it
 
     # runtime state (thread, stop flag) never goes into a pickle
     def __getstate__(self):
@@ -130,6 +158,7 @@ class RunJob(submitit.helpers.Checkpointable):
         self._rt_stop, self._rt_worker = stop, worker
         self._rt_requeued = False
         outcome, error = "interrupted", None
+        release = self._end_with_sweep(directory, ids, box)
         try:
             worker.start()
             while worker.is_alive():
@@ -150,11 +179,53 @@ class RunJob(submitit.helpers.Checkpointable):
             return {"run_id": s.run_id, "status": record["status"], "run_dir": str(directory),
                     "test_acc": RunRecord.from_json(record).test_acc}
         finally:
+            release()
             if self._rt_requeued:   # submitit's handler exits right after checkpoint() returns
                 outcome = "requeued"
             if box.get("started") or error:
                 append_attempt(directory, {"event": "end", "t": time.time(), "outcome": outcome,
                                            "error": error, **ids})
+
+    def _end_with_sweep(self, directory: Path, ids: dict, box: dict):
+        """A local sweep's task ends with the sweep: at once on SIGTERM (an interrupted
+        sweep signals its controllers, which forward it), and within half a second once
+        the sweep is gone, however it ended (SIGKILL too). Returns the undo.
+
+        Why a poll: the task is the sweep's grandchild (sweep -> submitit controller ->
+        task); PR_SET_PDEATHSIG and os.getppid() see only the controller, which outlives
+        a killed sweep. The sweep's pid and start time (a reused pid is not the sweep)
+        tell. The next sweep resumes the run from its last checkpoint (a killed writer
+        leaves only temporary files, removed then): ending mid-epoch loses that epoch.
+        SLURM tasks (no parent) keep submitit's handling of SIGTERM.
+        """
+        if not getattr(self, "parent", None):
+            return lambda: None
+        pid, identity = self.parent
+
+        def stop(why: str):
+            print(f"harness: {why}; stopping (the next sweep resumes the run from its last "
+                  f"checkpoint)", file=sys.stderr, flush=True)
+            if box.get("started"):
+                append_attempt(directory, {"event": "end", "t": time.time(), "outcome": "interrupted",
+                                           "error": None, **ids})
+            os._exit(128 + signal.SIGTERM)
+
+        def watch():
+            while not finished.wait(0.5):
+                if process_identity(pid) != identity:
+                    stop("the local sweep that started this task has ended")
+
+        finished = threading.Event()
+        threading.Thread(target=watch, name="sweep-watch", daemon=True).start()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, lambda *_: stop("the local sweep was interrupted"))
+
+        def release():
+            finished.set()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        return release
 
     def checkpoint(self, spec: dict) -> submitit.helpers.DelayedSubmission:
         """Called by submitit's USR2 handler: stop at the next epoch boundary, then requeue."""
@@ -171,7 +242,7 @@ class RunJob(submitit.helpers.Checkpointable):
                 print("checkpoint written; requeueing", file=sys.stderr, flush=True)
         self._rt_requeued = True
         fresh = RunJob(self.results_dir, self.data_dir, self.device, self.grace_s,
-                       getattr(self, "threads", None))
+                       getattr(self, "threads", None), getattr(self, "parent", None))
         return submitit.helpers.DelayedSubmission(fresh, spec)
 
 

@@ -7,6 +7,11 @@ Each slot is bound to one device; a job bound to `cuda:N` sees only GPU N
 each gets its part (`harness.contention.default_threads`). A failed run is recorded
 (manifest, attempts, its log) and the suite goes on; a run another process trains is
 "running elsewhere", skipped, not failed.
+
+Interrupted, the sweep takes its runs with it: on SIGINT or SIGTERM it stops its tasks
+and waits for them; killed (SIGKILL), it leaves each task to notice on its own that the
+sweep is gone (`RunJob._end_with_sweep`). The next sweep resumes the runs from their
+checkpoints.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +34,7 @@ from harness.contention import available_cores, default_threads
 from harness.device import resolve_device
 from harness.env import REPO
 from harness.errors import UserError
-from harness.schedule.job import RUNNING_ELSEWHERE, RunJob, failure_reason
+from harness.schedule.job import RUNNING_ELSEWHERE, RunJob, failure_reason, process_identity
 from harness.schedule.manifest import (MANIFEST, job_folder, read_manifest, record_submission,
                                       suite_dir, update_task)
 from harness.schedule.plan import _unique, describe_spec, varying_keys
@@ -73,9 +82,9 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
         out(f"{max_parallel} run(s) at once, {threads} CPU thread(s) each (threads auto)")
     sdir = suite_dir(root, suite)
     folder = job_folder(sdir) / "%j"
-    executor = submitit.LocalExecutor(folder=folder)
-    executor.update_parameters(timeout_min=timeout_min, stderr_to_stdout=True,
-                               setup=[f"export PYTHONPATH={REPO}${{PYTHONPATH:+:$PYTHONPATH}}"])
+    executor = submitit.LocalExecutor(folder=folder, python=task_python())
+    executor.update_parameters(timeout_min=timeout_min, stderr_to_stdout=True)
+    parent = (os.getpid(), process_identity(os.getpid()))     # the tasks end when we do
     pending = list(_unique(specs))
     keys = varying_keys(suite.specs)
     total = len(pending)
@@ -86,6 +95,7 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
     record_submission(sdir, suite, "local", [], {"max_parallel": max_parallel, "devices": devices,
                                                "threads_per_run": threads}, [],
                       folder)
+    previous = sigterm_interrupts()
     try:
         while pending or running:
             while pending and free_slots:
@@ -96,7 +106,8 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
                 executor.update_parameters(gpus_per_node=len(visible), visible_gpus=visible)
                 job = executor.submit(RunJob(str(Path(root).resolve()),
                                              None if data_dir is None else str(Path(data_dir).resolve()),
-                                             job_device, threads=threads), spec.to_dict())
+                                             job_device, threads=threads, parent=parent),
+                                      spec.to_dict())
                 running[slot] = (job, spec)
                 started += 1
                 d = store.run_dir(root, spec)
@@ -145,15 +156,54 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
                     update_task(sdir, spec.run_id, outcome=status)
                     acc = res.get("test_acc")
                     out(f"{key} {spec.run_id}" + (f": test acc {100 * acc:.2f}%" if acc is not None else ""))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:      # Ctrl-C or SIGTERM: stop our runs too, then exit
         for job, _ in running.values():
+            # SIGTERM to submitit's controller (a Popen: never a reused pid), which forwards
+            # it to its task, which stops at once; job.cancel() would send SIGINT, leaving a
+            # traceback of the controller on our terminal
+            with contextlib.suppress(OSError):
+                if getattr(job, "_process", None) is not None:
+                    job._process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while any(not job.done() for job, _ in running.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _, spec in running.values():
             with contextlib.suppress(Exception):
-                job.cancel()
+                update_task(sdir, spec.run_id, outcome="interrupted")
+        out(f"interrupted: {len(running)} run(s) stopped; the next sweep resumes them from their "
+            f"checkpoints")
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         with contextlib.suppress(OSError):
             os.rmdir(folder)    # submitit's local controller creates the literal '%j' folder
     return result
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to a local sweep: it ends as on Ctrl-C (its runs stopped), with status 143."""
+    exit_status = 128 + signal.SIGTERM
+
+
+def sigterm_interrupts():
+    """Make SIGTERM raise Terminated, as SIGINT raises KeyboardInterrupt; returns the
+    previous handler to restore (None off the main thread, where no handler can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminated(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminated)
+
+
+def task_python() -> str:
+    """The tasks' interpreter, with this checkout first on PYTHONPATH (the code the manifest
+    names). Set by `env` in the task's command rather than by a shell line around the
+    controller, so that the controller is our own child and job.cancel() reaches it."""
+    path = os.pathsep.join([str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    return shlex.join(["env", f"PYTHONPATH={path}", sys.executable])
 
 
 def local_slots(devices: list[str] | None, max_parallel: int | None) -> tuple[list[str], int]:

@@ -16,7 +16,8 @@ from typing import Any
 from harness import store
 from harness.schedule.manifest import read_manifest, suite_dir
 from harness.schedule.queue import ACTIVE_PENDING, ACTIVE_RUNNING, CMD_TIMEOUT_S, job_states
-from harness.store import RunDir
+from harness.schedule.job import RUNNING_ELSEWHERE
+from harness.store import RunDir, RunLocked
 
 
 @dataclass
@@ -44,7 +45,11 @@ def make_plan(suite, root: Path, executor: str, timeout: float = CMD_TIMEOUT_S) 
     rows = []
     for spec in _unique(suite.specs):
         d = store.run_dir(root, spec)
-        rec = RunDir(d).record()
+        try:
+            rec = RunDir(d).record()
+        except RunLocked:       # another process is swapping in its --force run right now
+            rows.append(PlanRow(spec, d, "queued", detail=RUNNING_ELSEWHERE))
+            continue
         if rec is not None and rec.is_finished:
             rows.append(PlanRow(spec, d, "done" if rec.is_complete else "diverged"))
         else:
