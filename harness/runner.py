@@ -38,6 +38,7 @@ from harness.device import activate, resolve_device
 from harness.env import environment
 from harness import files
 from harness.errors import UserError
+from harness.fingerprint import fingerprint
 from harness.ops import count_ops, count_params
 from harness.spec import RunSpec
 from harness.store import RunDir, RunLocked, RunRecord
@@ -158,7 +159,7 @@ def _execute_locked(spec, rd: RunDir, *, data_dir, dev, force, progress, stop_af
                         **(model.describe() if hasattr(model, "describe") else {})},
         "params": count_params(model),
         "ops": count_ops_safely(model, data.input_shape),
-        "environment": {**environment(dev), "precision": precision},
+        "environment": {**environment(dev), "precision": precision, "code": fingerprint(spec.method)},
     }
     try:
         res = train(model, data, spec, dev, work.path, progress=progress,
