@@ -316,6 +316,7 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
     blocks += provenance_blocks(runs, setting_no)
     blocks += cost_blocks(runs, summary, setting_no, root)
     blocks.append(("h2", "Figures"))
+    batch = int(runs["macs_batch"].iloc[0]) if "macs_batch" in runs else 1
     per_dataset = summary.groupby("dataset")["cohort"].nunique() if not summary.empty else {}
     for c in cohorts:
         s = summary[summary["cohort"] == c]
@@ -323,7 +324,6 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
         ds = first["dataset"]
         tag = store.slug(ds) if per_dataset[ds] == 1 else f"{store.slug(ds)}-s{setting_no[c]}"
         name = f"Setting {setting_no[c]}"
-        batch = int(s["macs_batch"].iloc[0]) if "macs_batch" in s else 1
         h = history[history["cohort"] == c] if not history.empty else history
         blocks.append(("h3", f"{name}: {setting_title(first)}"))
         for path, cap in (

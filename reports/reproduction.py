@@ -154,7 +154,8 @@ def _test_error_row(p, recipes, o, g) -> dict:
 def _macs_row(p, o, g, batch: int) -> dict:
     ours = o[p["metric"]]
     terms = None
-    if p["metric"] == "macs_fwd" and not g.empty and g[["paper_conv", "paper_fc"]].notna().all(axis=None):
+    if p["metric"] == "macs_fwd" and not g.empty and {"paper_conv", "paper_fc"} <= set(g) \
+            and g[["paper_conv", "paper_fc"]].notna().all(axis=None):
         first = g.iloc[0]
         terms = (int(first["paper_conv"]), int(first["paper_fc"]), int(first["paper_fc_out"]))
     comparable = bool(p["comparable"]) and p["metric"] == "macs_fwd"
