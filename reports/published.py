@@ -95,6 +95,15 @@ def load_ablations(path: Path = PUBLISHED) -> list[dict]:
     return out
 
 
+def spec_defaults() -> dict:
+    """RunSpec's defaults: what a record written before a recipe key existed ran with."""
+    import dataclasses
+
+    from harness.spec import RunSpec
+    return {f.name: f.default for f in dataclasses.fields(RunSpec)
+            if f.default is not dataclasses.MISSING}
+
+
 def _same(a, b) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) \
             and not isinstance(a, bool) and not isinstance(b, bool):
@@ -121,7 +130,7 @@ def mismatches(entry, recipes: dict, spec: dict, epochs: float, subset: int,
     if recipe is None:
         reasons.append("the paper's recipe is not stated in published.toml")
     else:
-        ours = dict(spec, augmentation=OUR_AUGMENTATION)
+        ours = {**spec_defaults(), **spec, "augmentation": OUR_AUGMENTATION}
         diff = [f"{k}: ours {ours.get(k)}, the paper's {recipe[k]}" for k in RECIPE_KEYS
                 if not _same(ours.get(k), recipe[k])]
         if diff:

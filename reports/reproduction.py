@@ -67,10 +67,13 @@ def statistics_reason(eq: inference.Equivalence) -> str:
     if eq.seeds is not None:
         return text + (f"; about {eq.seeds} seeds would decide it (80% power at the observed "
                        f"difference and spread)")
+    spread = f"s = {pp(eq.spread)} pp"
     if eq.model == "one run":
-        return text + (f"; no number of seeds decides it: the published number is one run, and "
-                       f"one run's spread (s = {pp(eq.spread)} pp, as ours) is too wide for {m}")
-    return text + "; no number of seeds decides it at this spread"
+        spread += ", as ours: the published number is one run"
+    if abs(eq.diff) < eq.margin:
+        return text + f"; no number of seeds decides it: the spread ({spread}) is too wide for {m}"
+    return text + (f"; no number of seeds decides it: the difference lies too close to the margin "
+                   f"for the spread ({spread})")
 
 
 def test_error_verdict(eq: inference.Equivalence, reasons: list[str], reduced: str) -> tuple[str, str]:
@@ -222,7 +225,8 @@ def ablation_effects(runs: pd.DataFrame, ablations: list[dict]) -> pd.DataFrame:
                          "paper_diff": a["paper_without"] - a["paper_with"], "source": a["source"]})
     table = aggregate.holm_per_setting(pd.DataFrame(rows))
     if not table.empty:
-        table["verdict"] = [ablation_verdict(e, paper) for e, paper in zip(table["diff"], table["paper_diff"])]
+        table["verdict"] = [ablation_verdict(e, paper)
+                            for e, paper in zip(table["diff"], table["paper_diff"])]
     return table
 
 
