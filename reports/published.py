@@ -6,8 +6,8 @@ all (`comparable`). A test-error entry also declares, before any run, its equiva
 margin (`margin_pp`, percentage points) with a one-line justification (`margin_why`), and,
 when comparable, the paper's training recipe (`recipe`, the name of a `[recipe.NAME]`
 table in our spec keys plus `augmentation`), so that the comparison below is mechanical.
-Optional: `n_train` (the paper's training images, when it states them), `hparams` (the
-paper's configuration in our method's options), `paper_n` and `paper_sd_pp` (when the
+Optional: `n_train` (the paper's training images, when it states them), `hparams` (where
+the paper's configuration differs from our method's defaults, in its options), `paper_n` and `paper_sd_pp` (when the
 paper reports its own seeds and spread), and for op counts `resolution` (the unit of the
 printed figure, e.g. 10000 for "≈68.10M").
 
@@ -95,6 +95,18 @@ def load_ablations(path: Path = PUBLISHED) -> list[dict]:
     return out
 
 
+def paper_configuration(entry) -> dict:
+    """The paper's method options: the method's defaults (our reading of the paper) with the
+    entry's `hparams` over them. A record holds every option, resolved."""
+    import methods
+
+    try:
+        defaults = methods.get(entry["method"]).hparam_defaults(entry["arch"])
+    except UserError:          # not a registered method: only what the entry states
+        defaults = {}
+    return {**defaults, **(_given(entry, "hparams") or {})}
+
+
 def spec_defaults() -> dict:
     """RunSpec's defaults: what a record written before a recipe key existed ran with."""
     import dataclasses
@@ -140,10 +152,10 @@ def mismatches(entry, recipes: dict, spec: dict, epochs: float, subset: int,
     paper_n = _given(entry, "n_train")
     if paper_n and n_train is not None and not _same(int(n_train), int(paper_n)):
         reasons.append(f"training images: ours {int(n_train):,}, the paper's {int(paper_n):,}")
-    theirs = _given(entry, "hparams") or {}
+    theirs = paper_configuration(entry)
     ours_hp = spec.get("hparams") or {}
-    arch = [f"{k}: ours {ours_hp.get(k)}, the paper's {theirs.get(k)}"
-            for k in sorted(set(ours_hp) | set(theirs)) if not _same(ours_hp.get(k), theirs.get(k))]
+    arch = [f"{k}: ours {ours_hp[k]}, the paper's {theirs.get(k, '(no such option)')}"
+            for k in sorted(ours_hp) if k not in theirs or not _same(ours_hp[k], theirs[k])]
     if arch:
         reasons.append("architecture differs (" + "; ".join(arch) + ")")
     paper_epochs = int(entry["epochs"] or 0)

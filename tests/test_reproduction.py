@@ -141,8 +141,13 @@ def test_dataset_size_architecture_and_setting_caps():
     close = list(0.0072 + 0.0001 * rng.standard_normal(30))
     word, why = verdict(close, subset=5000)
     assert word == "not comparable" and "subset" in why
-    word, why = verdict(close, spec=dict(PAPER_RECIPE, hparams={"wf": "projected"}))
-    assert word == "not comparable" and "architecture differs" in why
+    import methods
+    cemnet = entry("cemnet")
+    resolved = methods.get("cemnet").hparam_defaults("lenet5")       # a record holds every option
+    same = dict(PAPER_RECIPE, hparams=resolved)
+    assert verdict(close, paper=0.0072, e=cemnet, spec=same)[0] == "reproduced"
+    word, why = verdict(close, e=cemnet, spec=dict(same, hparams=dict(resolved, wf="projected")))
+    assert word == "not comparable" and "(wf: ours projected, the paper's spatial)" in why
     word, why = verdict(close, e=entry("2srelu"))
     assert word == "not comparable" and "setting differs" in why
     with_n = entry().copy()
