@@ -303,7 +303,12 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
                              f"in test error (method − baseline) over the seeds both ran; a method "
                              f"is paired with the baseline of its own architecture"
                              + (" unless the baseline names one." if "/" in baseline else
-                                ", never another.")),
+                                ", never another.")
+                             + " p (Holm): the paired t-test, and in brackets Holm-adjusted over "
+                               "this table; P(improvement): the share of seeds on which the method's "
+                               "error is below the baseline's (ties count half), with its 95% "
+                               "bootstrap interval; MDD: the difference a paired test at 5% finds "
+                               "with 80% power at the observed spread."),
                        ("table", paired_table(pc))]
     pvm = (reproduction.paper_vs_measured(entries, recipes, summary, runs, setting_no)
            if not summary.empty else pd.DataFrame())
