@@ -162,10 +162,12 @@ SWEEP_EPILOG = """examples:
   python -m harness sweep benchmarks/mnist-table1.toml --executor slurm --partition gpu
   python -m harness sweep benchmarks/smoke.toml --executor slurm --dry-run
   python -m harness sweep benchmarks/smoke.toml --executor local --max-parallel 1
+  python -m harness sweep mnist-table1 --budget reference --executor local --rerun-stale --dry-run
   python -m harness status benchmarks/mnist-table1.toml
 
 SLURM options override the suite's [slurm] table; runs that are finished, queued or
-running are never submitted again.
+running are never submitted again, except finished runs made by code that has changed
+since, with --rerun-stale.
 """
 
 
@@ -179,7 +181,11 @@ def add_sweep_parsers(sub) -> None:
     sw.add_argument("--executor", choices=("slurm", "local"), default="slurm",
                     help="slurm (default): submit and exit; local: run here, a few at a time")
     sw.add_argument("--dry-run", action="store_true",
-                    help="print the expanded plan (run ids, what is done) and submit nothing")
+                    help="print the expanded plan (run ids, what is done, what is stale) and submit nothing")
+    sw.add_argument("--rerun-stale", action="store_true",
+                    help="also rerun (forced: the old record stays until the new one is complete) "
+                         "finished runs made by code that has changed since, or without a code "
+                         "fingerprint; --dry-run lists them")
     sw.add_argument("--results-dir", default=None,
                     help="results directory (overrides $SPECTRAL_BENCH_RESULTS; default ./results)")
     sw.add_argument("--data-dir", default=None, help="dataset directory (overrides $SPECTRAL_BENCH_DATA)")
@@ -319,7 +325,8 @@ def cmd_sweep(args) -> int:
     summary = schedule.sweep(args.suite, budget=args.budget, executor=args.executor,
                              results_dir=args.results_dir, data_dir=args.data_dir, device=args.device,
                              slurm=overrides, max_parallel=args.max_parallel, devices=devices,
-                             dry_run=args.dry_run, out=lambda line: print(line, flush=True))
+                             dry_run=args.dry_run, rerun_stale=args.rerun_stale,
+                             out=lambda line: print(line, flush=True))
     return 1 if summary.get("local", {}).get("failed") else 0
 
 

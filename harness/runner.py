@@ -38,6 +38,7 @@ from harness.device import activate, resolve_device
 from harness.env import environment
 from harness import files
 from harness.errors import UserError
+from harness.fingerprint import fingerprint
 from harness.ops import count_ops, count_params
 from harness.spec import RunSpec
 from harness.store import RunDir, RunLocked, RunRecord
@@ -46,10 +47,10 @@ from harness.train import seed_everything, train
 __all__ = ["execute", "summary_line", "RunLocked"]
 
 
-def count_ops_safely(model, input_shape, arch: str | None = None) -> dict:
+def count_ops_safely(model, input_shape) -> dict:
     """Op counts for the record; a counting failure is recorded, not fatal to training."""
     try:
-        return count_ops(model, tuple(input_shape), arch=arch)
+        return count_ops(model, tuple(input_shape))
     except Exception as exc:  # noqa: BLE001 - recorded in the result, shown by reports
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -157,8 +158,8 @@ def _execute_locked(spec, rd: RunDir, *, data_dir, dev, force, progress, stop_af
         "method_info": {"description": info.description, "reconstruction": info.reconstruction,
                         **(model.describe() if hasattr(model, "describe") else {})},
         "params": count_params(model),
-        "ops": count_ops_safely(model, data.input_shape, spec.arch),
-        "environment": {**environment(dev), "precision": precision},
+        "ops": count_ops_safely(model, data.input_shape),
+        "environment": {**environment(dev), "precision": precision, "code": fingerprint(spec.method)},
     }
     try:
         res = train(model, data, spec, dev, work.path, progress=progress,

@@ -159,7 +159,7 @@ def run_case(method: str, arch: str, hp: dict, args, device, peak: float, prec: 
         steps = 10 ** 6                  # a long cosine: the lr barely moves while timing
         spec, model, opt, sched, shape = build(method, arch, hp, device, args.batch, steps)
         row["input"] = "x".join(map(str, shape))
-        counts = ops.count_ops(copy.deepcopy(model).cpu(), shape, arch=arch)
+        counts = ops.count_ops(copy.deepcopy(model).cpu(), shape)
         xb, yb = data(shape, args.batch, device)
         t_train, reps = timed(lambda: train_step(model, opt, sched, xb, yb, spec.clip_norm),
                               device, args.warmup, args.repeats, args.budget)

@@ -5,7 +5,10 @@
                              one row per epoch; the *setting* (cohort) of each run
       aggregate.summarize    per (method, arch, variant, setting): seed statistics
       aggregate.paired_vs    test-error differences paired by seed against a baseline
+      inference              equivalence tests, paired effects, Holm, power (scipy.stats)
+      published              published.toml: the papers' numbers, margins, recipes, caps
       reproduction           verdicts against published.toml, ablation effects, cost
+      formats                how numbers read in the cells
       figures                learning curves, accuracy vs MACs / time, ops breakdown
       measured               the standalone measurements found under <results>/_measure
       render                 blocks -> report.md, report.html (figures embedded), runs.csv

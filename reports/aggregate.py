@@ -13,6 +13,17 @@ affords) clipped to the quantity's range; with n < 3 no interval at all, only th
 values and n (a t-interval from 2 values is ±12.7 s and says nothing). Paired
 differences follow the same rule.
 
+Paired differences (`paired_vs`) also carry the paired t-test, Holm-adjusted over the
+comparisons of one setting (the family), the probability of improvement with its
+bootstrap interval and the minimum detectable difference (reports.inference).
+
+MACs are per image at ONE batch size for the whole report (`macs_batch`: the training
+batch size of most runs): per_sample + batch_fixed / batch, so that work done once per
+batch (weight FFTs) is shared alike in every table and figure.
+
+Each run's code provenance (`code_state`: current, stale or unknown) compares the code
+fingerprint in its record with this checkout (harness.fingerprint).
+
 Timings of runs whose record flags contention (`contention.unreliable`) are not
 averaged with clean ones: a row's timing is the mean of its clean runs, or, when
 every run is flagged, of the flagged runs with the row marked.
@@ -31,10 +42,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness import store
+from harness import fingerprint, store
 from harness.errors import UserError
 from harness.ops.convention import CATEGORIES as OPS_CATEGORIES
 from harness.store import RunRecord
+from reports import inference
 
 # What makes two runs comparable at all (the "setting"); see the module docstring.
 COHORT = ["dataset", "n_train", "n_test", "budget", "precision", "ops_convention",
@@ -80,18 +92,43 @@ def precision_flags(env: dict) -> str:
             f"cuDNN {'on' if f.get('tf32_cudnn') else 'off'}")
 
 
-def at_batch(ops: dict, key: str, batch: int | None):
-    """MACs per image at batch size `batch`: per_sample + batch_fixed / batch."""
-    ps, bf = ops.get("per_sample") or {}, ops.get("batch_fixed") or {}
-    if key in ps and key in bf and batch:
-        return ps[key] + bf[key] / batch
-    return ops.get(key)
+def per_image(b1, per_sample, batch: int):
+    """MACs per image at `batch` from the batch-1 count and the per-sample part (records
+    without the split: the batch-1 count)."""
+    if per_sample is None or (isinstance(per_sample, float) and math.isnan(per_sample)) \
+            or b1 is None or (isinstance(b1, float) and math.isnan(b1)):
+        return b1
+    return per_sample + (b1 - per_sample) / batch
+
+
+def macs_batch(runs: pd.DataFrame) -> int:
+    """The one batch size of a report's MACs: the training batch size of most finished
+    runs (the smaller one on a tie); 1 when none is recorded."""
+    done = runs[runs["status"] == "complete"] if "status" in runs else runs
+    sizes = done["batch_size"].dropna().astype(int) if "batch_size" in done else pd.Series([], dtype=int)
+    if sizes.empty:
+        return 1
+    counts = sizes.value_counts()
+    return int(min(counts[counts == counts.max()].index))
+
+
+def set_macs_batch(runs: pd.DataFrame, batch: int) -> pd.DataFrame:
+    """`macs_fwd`, `macs_bwd` and the forward breakdown (`fwd_<category>`) at `batch`."""
+    runs = runs.copy()
+    runs["macs_batch"] = batch
+    for col in ("macs_fwd", "macs_bwd", *(f"fwd_{c}" for c in OPS_CATEGORIES)):
+        if f"{col}_b1" in runs:
+            runs[col] = [per_image(b1, ps, batch) for b1, ps in zip(runs[f"{col}_b1"], runs[f"{col}_ps"])]
+    return runs
 
 
 def run_row(directory: Path, rec: dict) -> dict:
     r = RunRecord.from_json(rec)
     spec, env, m, t, ops, ds = r.spec, r.environment, r.metrics, r.timing, r.ops, r.dataset
     threads = r.threads
+    per_sample = ops.get("per_sample") if isinstance(ops.get("per_sample"), dict) else {}
+    paper_terms = ops.get("paper_terms") if isinstance(ops.get("paper_terms"), dict) else {}
+    code = fingerprint.check(env.get("code"))
     row = {
         "run_id": r.run_id, "dir": str(directory),
         "method": spec.get("method"), "arch": spec.get("arch"), "dataset": spec.get("dataset"),
@@ -105,28 +142,32 @@ def run_row(directory: Path, rec: dict) -> dict:
         "precision": precision_policy(spec, env), "precision_flags": precision_flags(env),
         "threads": int(threads) if threads is not None else -1,
         "device_class": device_class(env),
-        # per image at the run's batch size: the per-batch work (e.g. weight FFTs) is shared
-        "macs_fwd": at_batch(ops, "macs_fwd", spec.get("batch_size")),
-        "macs_bwd": at_batch(ops, "macs_bwd", spec.get("batch_size")),
+        # per image at batch 1 and the per-sample part; set_macs_batch gives the report's batch
+        "batch_size": spec.get("batch_size"),
         "macs_fwd_b1": ops.get("macs_fwd"), "macs_bwd_b1": ops.get("macs_bwd"),
+        "macs_fwd_ps": per_sample.get("macs_fwd"), "macs_bwd_ps": per_sample.get("macs_bwd"),
         "macs_fwd_paper": ops.get("macs_fwd_paper"),
+        **{f"paper_{k}": paper_terms.get(k) for k in ("conv", "fc", "fc_out")},
         "ops_convention": (ops.get("convention") or {}).get("id") or UNKNOWN,
         "ops_error": ops.get("error"),
         "train_s": t.get("train_s"), "train_s_per_epoch": t.get("train_s_per_epoch"),
         "throughput_img_s": t.get("throughput_img_s"), "step_mode": t.get("step_mode"),
         "wall_s": t.get("wall_s"), "data_load_s": t.get("data_load_s"),
         "test_eval_s": t.get("test_eval_s"), "sessions": t.get("sessions"),
+        "warmup_s": t.get("warmup_s"), "capture_s": t.get("capture_s"),
         "unreliable": r.unreliable,
         "unreliable_reasons": "; ".join(map(str, r.unreliable_reasons)),
         "peak_mb": r.memory.get("peak_mb"),
         "device": device_label(env, threads), "git_sha": (env.get("git") or {}).get("sha"),
         "git_dirty": (env.get("git") or {}).get("dirty"),
+        "code_state": code.state, "code_changed": ", ".join(code.changed), "code_why": code.why,
         "torch": (env.get("packages") or {}).get("torch"), "python": env.get("python"),
         "reconstruction": r.method_info.get("reconstruction", False),
         "spec_json": json.dumps(spec, sort_keys=True, default=str),
     }
     for cat in OPS_CATEGORIES:
-        row[f"fwd_{cat}"] = (ops.get("breakdown_fwd") or {}).get(cat)
+        row[f"fwd_{cat}_b1"] = (ops.get("breakdown_fwd") or {}).get(cat)
+        row[f"fwd_{cat}_ps"] = (per_sample.get("breakdown_fwd") or {}).get(cat)
     return row
 
 
@@ -208,6 +249,7 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
                           for r in rows]
         runs["unreliable"] = runs["unreliable"].fillna(False).astype(bool)
         runs["variant"] = variants(runs)
+        runs = set_macs_batch(runs, macs_batch(runs))
         if not history.empty:
             history = history.merge(runs[["run_id", "variant", "cohort"]], on="run_id", how="left")
     return runs, history
@@ -301,7 +343,8 @@ def paired_vs(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     SAME architecture; a method with no such run gets a row that says so, never another
     architecture's baseline) or 'method/arch', a baseline declared for every
     architecture, which the table then names as such. Pairing by seed removes the
-    seed-to-seed variance both runs share.
+    seed-to-seed variance both runs share. `diff` is an `inference.Effect` (lower test
+    error is better), Holm-adjusted over the rows of one setting.
     """
     base_method, _, base_arch = baseline.partition("/")
     done = runs[runs["status"] == "complete"]
@@ -312,7 +355,7 @@ def paired_vs(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
         arch_b = base_arch or arch
         b = done[(done["method"] == base_method) & (done["arch"] == arch_b) & (done["cohort"] == cohort)]
         row = {"method": method, "arch": arch, "variant": variant, "cohort": cohort,
-               "n_pairs": 0, "diff": seed_stats([])}
+               "n_pairs": 0, "diff": inference.paired_effect([], better=-1)}
         if b.empty:
             row["baseline"] = (f"no same-arch baseline ({base_method} has no {arch} run in this setting)"
                                if not base_arch else f"none ({baseline} has no run in this setting)")
@@ -329,7 +372,17 @@ def paired_vs(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
         if arch_b != arch:
             name += ": declared baseline, other architecture"
         merged = g.merge(b, on="seed", suffixes=("", "_base"), validate="one_to_one")
-        diff = seed_stats(merged["test_error"] - merged["test_error_base"], bounds=(-1.0, 1.0))
+        diff = inference.paired_effect(merged["test_error"] - merged["test_error_base"], better=-1)
         row.update(baseline=name, n_pairs=diff.n, diff=diff)
         out.append(row)
-    return pd.DataFrame(out)
+    return holm_per_setting(pd.DataFrame(out))
+
+
+def holm_per_setting(table: pd.DataFrame, col: str = "diff") -> pd.DataFrame:
+    """Holm-adjust the effects in `col` within each setting (one family per setting)."""
+    if table.empty:
+        return table
+    table = table.copy()
+    for _, idx in table.groupby("cohort", sort=False).groups.items():
+        table.loc[idx, col] = pd.Series(inference.with_holm(list(table.loc[idx, col])), index=idx)
+    return table

@@ -1,5 +1,5 @@
-"""Seaborn/matplotlib figures for the report. Deterministic: Agg backend, fixed bootstrap
-seed, no timestamps or software tags in the PNG metadata.
+"""Seaborn/matplotlib figures for the report. Deterministic: Agg backend, no timestamps
+or software tags in the PNG metadata.
 
 Every figure shows runs of ONE setting (reports.aggregate.COHORT). Cost axes are
 logarithmic and faceted by architecture: a LeNet-5 at 4e5 MACs and a Rippel net at
@@ -21,10 +21,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from reports.aggregate import MIN_N_INTERVAL  # noqa: E402
+from reports.aggregate import MIN_N_INTERVAL, seed_stats  # noqa: E402
 
-BOOT_SEED = 0
-N_BOOT = 1000
 OPS_LABELS = {"conv_linear": "conv/linear", "fft": "FFT", "complex_products": "complex products",
               "elementwise": "element-wise", "other": "other"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
@@ -98,16 +96,16 @@ def arch_order(s: pd.DataFrame, col: str) -> list[str]:
 
 def learning_curves(history: pd.DataFrame, title: str, out: Path,
                     archs: list[str] | None = None) -> Path | None:
-    """Validation accuracy per epoch, one facet per architecture: mean over seeds, with a
-    95% bootstrap CI band where a curve has n >= 3 seeds and the seeds' min–max band
-    where n < 3."""
+    """Validation accuracy per epoch, one facet per architecture: the mean over seeds, with
+    the tables' interval as a band where a curve has n >= 3 seeds (the 95% Student
+    t-interval over seeds, `aggregate.seed_stats`, clipped to [0, 1]), and each seed's own
+    curve, thin and without a band, where n < 3."""
     h = history
     if h.empty or "val_acc" not in h:
         return None
     h = h.assign(run=label(h, with_arch=False))
     st = styles(h["run"])
     archs = [a for a in (archs or sorted(h["arch"].unique())) if a in set(h["arch"])]
-    rng = np.random.default_rng(BOOT_SEED)
     fig, axes = plt.subplots(1, len(archs), figsize=(max(5.0, 3.6 * len(archs)), 4.0), squeeze=False)
     kinds = set()
     for ax, arch in zip(axes[0], archs):
@@ -115,20 +113,21 @@ def learning_curves(history: pd.DataFrame, title: str, out: Path,
             color, marker = st[name]
             ep, mean, lo, hi = [], [], [], []
             for e, ge in g.groupby("epoch", sort=True):
-                v = ge["val_acc"].to_numpy(float)
+                band = seed_stats(ge["val_acc"].to_numpy(float))
                 ep.append(e)
-                mean.append(v.mean())
-                if len(v) >= MIN_N_INTERVAL:
-                    boot = rng.choice(v, size=(N_BOOT, len(v))).mean(axis=1)
-                    lo.append(np.percentile(boot, 2.5))
-                    hi.append(np.percentile(boot, 97.5))
-                    kinds.add("95% bootstrap CI (n ≥ 3)")
-                else:
-                    lo.append(v.min())
-                    hi.append(v.max())
-                    kinds.add("min–max of the seeds (n < 3)")
+                mean.append(band.mean)
+                lo.append(band.low)
+                hi.append(band.high)
             ax.plot(ep, mean, marker=marker, ms=4, color=color)
-            ax.fill_between(ep, lo, hi, color=color, alpha=0.15, lw=0)
+            if g.groupby("epoch")["val_acc"].count().min() >= MIN_N_INTERVAL:
+                ax.fill_between(ep, lo, hi, color=color, alpha=0.15, lw=0)
+                kinds.add("95% t-interval over seeds (n ≥ 3)")
+            else:
+                for _, seed_curve in g.groupby("seed", sort=True):
+                    seed_curve = seed_curve.sort_values("epoch")
+                    ax.plot(seed_curve["epoch"], seed_curve["val_acc"], color=color, lw=0.7,
+                            alpha=0.5)
+                kinds.add("each seed's curve (n < 3: no interval)")
         ax.set_title(arch, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=8)
@@ -139,7 +138,7 @@ def learning_curves(history: pd.DataFrame, title: str, out: Path,
     used = sorted(set(h["run"]))
     handles = [Line2D([], [], color=st[n][0], marker=st[n][1], ms=4, label=n) for n in used]
     fig.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(f"{title}: validation accuracy, mean over seeds; band: {' / '.join(sorted(kinds))}",
+    fig.suptitle(f"{title}: validation accuracy, mean over seeds; {' / '.join(sorted(kinds))}",
                  fontsize=9)
     fig.tight_layout()
     return save(fig, out)
@@ -226,9 +225,10 @@ def accuracy_vs(summary: pd.DataFrame, xcol: str, xlabel: str, title: str, out: 
     return save(fig, out)
 
 
-def ops_breakdown(summary: pd.DataFrame, title: str, out: Path) -> Path | None:
-    """Stacked forward MACs per category, one panel per architecture with its own linear
-    axis (on one axis the small models' bars would be invisible)."""
+def ops_breakdown(summary: pd.DataFrame, title: str, out: Path, batch: int = 1) -> Path | None:
+    """Stacked forward MACs per image at batch `batch` (the report's one batch size) per
+    category, one panel per architecture with its own linear axis (on one axis the small
+    models' bars would be invisible)."""
     s = summary.drop_duplicates(["method", "arch", "variant"])
     cols = [f"fwd_{c}" for c in OPS_LABELS if f"fwd_{c}" in s]
     if s.empty or not cols or s[cols].isna().all().all():
@@ -252,7 +252,7 @@ def ops_breakdown(summary: pd.DataFrame, title: str, out: Path) -> Path | None:
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: human(x)))
         ax.tick_params(labelsize=8)
         ax.set_xlim(0, left.max() * 1.05 if left.max() > 0 else 1)
-    axes[-1, 0].set_xlabel("forward MACs per image (batch 1)", fontsize=8)
+    axes[-1, 0].set_xlabel(f"forward MACs per image at batch {batch}", fontsize=8)
     used = [j for j, c in enumerate(cols) if s[c].fillna(0).gt(0).any()]
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[j]) for j in used]
     fig.suptitle(f"{title}: forward MACs by category (each architecture on its own scale)",

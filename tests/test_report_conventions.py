@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from reports import aggregate, measured, render
+from reports import aggregate, measured, render, reproduction
 
 
 def write_run(root, seed: int, convention: str | None, macs: float) -> None:
@@ -50,7 +50,7 @@ def test_paper_table_flags_counts_under_another_convention(tmp_path):
     pub = pd.DataFrame([{"method": "cemnet", "arch": "lenet5", "dataset": "mnist",
                          "metric": "macs_fwd", "value": 368000, "source": "CEMNet Table 1",
                          "convention": "paper's own", "epochs": 800, "comparable": False}])
-    pvm = render.paper_vs_measured(pub, summary, runs, {summary["cohort"].iloc[0]: 1})
+    pvm = reproduction.paper_vs_measured(pub, {}, summary, runs, {summary["cohort"].iloc[0]: 1})
     assert "counted under sb-macs-v1" in pvm["flag"].iloc[0]
     json.dumps(pvm.to_dict())
 

@@ -28,7 +28,7 @@ import importlib
 
 from harness.ops.convention import (CATEGORIES, COMPLEX, CONV_LINEAR, CONVENTION, CONVENTION_ID,
                                     CONVENTION_SUMMARY, ELEMENTWISE, FFT, FFT_FUNCTIONS, OTHER,
-                                    PAPER_FIGURE, PAPER_FIGURE_DEFAULT, SHARED_RULES,
+                                    PAPER_READINGS, PAPER_RULE, SHARED_RULES,
                                     ZERO_COST_OPS, UnsupportedOperatorError, einsum_macs, fft_macs,
                                     fft_plan, is_zero_cost, paper_figure)
 
@@ -37,8 +37,8 @@ _ENGINE = {name: "harness.ops.count" for name in (
     "ops_command")}
 
 __all__ = ["CATEGORIES", "COMPLEX", "CONV_LINEAR", "CONVENTION", "CONVENTION_ID",
-           "CONVENTION_SUMMARY", "ELEMENTWISE", "FFT", "FFT_FUNCTIONS", "OTHER", "PAPER_FIGURE",
-           "PAPER_FIGURE_DEFAULT", "SHARED_RULES", "ZERO_COST_OPS", "UnsupportedOperatorError",
+           "CONVENTION_SUMMARY", "ELEMENTWISE", "FFT", "FFT_FUNCTIONS", "OTHER", "PAPER_READINGS",
+           "PAPER_RULE", "SHARED_RULES", "ZERO_COST_OPS", "UnsupportedOperatorError",
            "einsum_macs", "fft_macs", "fft_plan", "is_zero_cost", "paper_figure", *_ENGINE]
 
 

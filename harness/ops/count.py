@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from harness.ops.convention import (_CONV_OPS, _FC_OPS, CATEGORIES, CONV_LINEAR, CONVENTION_ID,
                                     CONVENTION_SUMMARY, ELEMENTWISE, UnsupportedOperatorError,
-                                    _base_name, is_zero_cost, paper_figure)
+                                    PAPER_RULE, _base_name, is_zero_cost, paper_figure)
 from harness.ops.handles import _first_tensor, jit_handles, make_flop_counter
 
 
@@ -181,10 +181,9 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def count_ops(model: nn.Module, input_shape: tuple[int, ...], arch: str | None = None) -> dict:
+def count_ops(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     """Forward and backward op counts of `model` on one input of shape `input_shape`
-    (without the batch dimension), under `CONVENTION`. JSON-serializable. `arch` selects
-    which layers `macs_fwd_paper` counts (`PAPER_FIGURE`).
+    (without the batch dimension), under `CONVENTION`. JSON-serializable.
 
     Raises UnsupportedOperatorError if an op has no rule and is not zero-cost.
     """
@@ -221,7 +220,6 @@ def count_ops(model: nn.Module, input_shape: tuple[int, ...], arch: str | None =
     conv = int(round(fv.conv))
     fc = int(round(sum(fv.fc)))
     fc_out = int(round(fv.fc[-1])) if fv.fc else 0
-    paper, paper_rule = paper_figure(conv, fc, fc_out, arch)
     n_params = count_params(model)
     # The per-sample part cannot exceed the batch-1 count (fixed >= 0); min() absorbs the
     # rounding of fractional FFT costs.
@@ -239,8 +237,8 @@ def count_ops(model: nn.Module, input_shape: tuple[int, ...], arch: str | None =
         "macs_bwd_no_elementwise": macs_bwd - b_bwd[ELEMENTWISE],
         "breakdown_fwd": b_fwd,
         "breakdown_bwd": b_bwd,
-        "macs_fwd_paper": paper,
-        "paper_figure": paper_rule,
+        "macs_fwd_paper": paper_figure(conv, fc),
+        "paper_figure": PAPER_RULE,
         "paper_terms": {"conv": conv, "fc": fc, "fc_out": fc_out},
         "per_sample": {"macs_fwd": sum(per_fwd.values()), "macs_bwd": sum(per_bwd.values()),
                        "breakdown_fwd": per_fwd, "breakdown_bwd": per_bwd},
@@ -309,7 +307,7 @@ def format_table(result: dict) -> str:
     rows.append(["per sample (large batch)", _fmt(ps["macs_fwd"]), _fmt(ps["macs_bwd"])])
     rows.append(["per batch, fixed", _fmt(bf["macs_fwd"]), _fmt(bf["macs_bwd"])])
     pt = result["paper_terms"]
-    rows.append([f"paper figure ({result.get('paper_figure', 'conv + FC')})",
+    rows.append([f"paper figure ({result.get('paper_figure', PAPER_RULE)})",
                  _fmt(result["macs_fwd_paper"]), ""])
     rows.append(["paper: conv", _fmt(pt["conv"]), ""])
     rows.append(["paper: FC (all)", _fmt(pt["fc"]), ""])
@@ -344,5 +342,5 @@ def ops_command(method: str, arch: str | None, input_shape, num_classes: int,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = methods.build(spec, input_shape, num_classes)
-    result = count_ops(model, input_shape, arch=arch)
+    result = count_ops(model, input_shape)
     return f"{method} / {arch}\n" + format_table(result)

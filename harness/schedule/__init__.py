@@ -15,7 +15,8 @@ and its attempts), `manifest`, `slurm` (submission), `queue` (sacct/squeue/scont
 timeouts), `local` (the local pool), `plan`, `status`.
 
 A sweep leaves out the runs that are finished or already queued and hands the rest to
-an executor. Every task, local or on SLURM, runs the single-run path
+an executor; with `rerun_stale` it also reruns, forced, the finished runs made by code that
+has changed since or without a code fingerprint (harness.fingerprint). Every task, local or on SLURM, runs the single-run path
 `harness.runner.execute` through `RunJob`: no logic differs between the two paths.
 Concurrent sweeps of one suite share the work: a run that another process trains (its
 run lock is held) is "running elsewhere", skipped, not failed.
@@ -54,8 +55,10 @@ __all__ = ["sweep", "suite_status", "format_status", "StatusRow", "RunJob", "RUN
 
 def sweep(suite_path: str, *, budget: str | None = None, executor: str = "slurm", results_dir=None,
           data_dir=None, device: str = "auto", slurm: dict | None = None, max_parallel: int | None = None,
-          devices: list[str] | None = None, dry_run: bool = False, out: Callable[[str], None] = print) -> dict:
-    """Plan a suite and submit (slurm) or run (local) what is not finished or queued."""
+          devices: list[str] | None = None, dry_run: bool = False, rerun_stale: bool = False,
+          out: Callable[[str], None] = print) -> dict:
+    """Plan a suite and submit (slurm) or run (local) what is not finished or queued (and,
+    with `rerun_stale`, the finished runs whose code has changed since)."""
     if executor not in ("slurm", "local"):
         raise UserError(f"unknown executor {executor!r}; use slurm or local")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device or "auto"):
@@ -68,14 +71,15 @@ def sweep(suite_path: str, *, budget: str | None = None, executor: str = "slurm"
         raise UserError(f"{suite_path}: slurm must be a table ([slurm]), got {type(suite.slurm).__name__}")
     opts = slurm_options(suite.slurm, slurm, where=f"{suite_path}: slurm")
     root = store.results_root(results_dir)
-    rows, source = make_plan(suite, root, executor)
-    counts = {k: sum(r.state == k for r in rows) for k in ("done", "diverged", "queued", "todo")}
+    rows, source = make_plan(suite, root, executor, rerun_stale=rerun_stale)
+    counts = {k: sum(r.state == k for r in rows) for k in ("done", "diverged", "queued", "todo", "stale")}
     out(f"suite {suite.name} (budget {suite.budget or '-'}): {len(rows)} run{'s' if len(rows) != 1 else ''}; "
         f"{counts['done'] + counts['diverged']} already done"
         + (f" ({counts['diverged']} diverged)" if counts["diverged"] else "")
         + f", {counts['queued']} queued or running, {counts['todo']} to "
-        + ("submit" if executor == "slurm" else "run"))
-    todo = [r for r in rows if r.state == "todo"]
+        + ("submit" if executor == "slurm" else "run")
+        + (f", {counts['stale']} stale to rerun" if rerun_stale else ""))
+    todo = [r for r in rows if r.state in ("todo", "stale")]
     summary: dict[str, Any] = {"suite": suite, "rows": rows, "todo": len(todo), "options": opts,
                                "suite_dir": suite_dir(root, suite)}
     if dry_run:
@@ -99,7 +103,8 @@ def sweep(suite_path: str, *, budget: str | None = None, executor: str = "slurm"
         out(f"  {'run id':<16} {'run':<{width}} {'dataset':<{dwidth}} {'seed':>4} {'epochs':>6}  state")
         for r in rows:
             s = r.spec
-            state = r.state + (f" (job {r.job_id}, {r.detail})" if r.job_id else "")
+            state = r.state + (f" (job {r.job_id}, {r.detail})" if r.job_id else
+                               f" ({r.detail})" if r.detail else "")
             out(f"  {s.run_id:<16} {describe_spec(s, keys):<{width}} {s.dataset:<{dwidth}} {s.seed:>4} "
                 f"{s.epochs:>6}  {state}")
         if source:
@@ -110,13 +115,14 @@ def sweep(suite_path: str, *, budget: str | None = None, executor: str = "slurm"
         out("nothing to " + ("submit" if executor == "slurm" else "run"))
         return summary
     if executor == "slurm":
-        summary["submission"] = submit_slurm(suite, todo, root, opts, data_dir, device, out)
+        summary["submission"] = submit_slurm(suite, todo, root, opts, data_dir, device, out,
+                                             rerun_stale=rerun_stale)
         out(f"follow with: python -m harness status {suite_path}"
             + (f" --budget {suite.budget}" if budget else "")
             + (f" --results-dir {results_dir}" if results_dir else ""))
     else:
         res = run_local(suite, [r.spec for r in todo], root, max_parallel=max_parallel, devices=devices,
-                        data_dir=data_dir, out=out)
+                        data_dir=data_dir, out=out, rerun_stale=rerun_stale)
         summary["local"] = res
         out(f"local: {len(res['done'])} done, {len(res['diverged'])} diverged, {len(res['failed'])} failed"
             + (f", {len(res['elsewhere'])} {RUNNING_ELSEWHERE} (skipped)" if res["elsewhere"] else ""))

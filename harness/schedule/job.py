@@ -7,7 +7,10 @@ before the time limit), which calls `checkpoint()`: it asks the training loop to
 the next epoch boundary, waits for the checkpoint (at most `grace_s`) and returns a fresh
 RunJob for the same spec, which submitit requeues; the restarted task resumes from the
 checkpoint with its accumulated time. A run another process trains (its lock is held) is
-"running elsewhere": reported, not a failure.
+"running elsewhere": reported, not a failure. With `rerun_stale`, a finished run whose
+code has changed since (or has no fingerprint, harness.fingerprint) is run again with
+`force`: decided when the task starts, so a requeued task resumes the forced run and a
+task that finds the run already current does nothing.
 
 A task of a local sweep ends with the sweep (`RunJob._end_with_sweep`), however the sweep
 ends: no training process outlives it.
@@ -118,13 +121,14 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __init__(self, results_dir: str, data_dir: str | None = None, device: str = "auto",
                  grace_s: float = 90.0, threads: int | None = None,
-                 parent: tuple[int, str] | None = None):
+                 parent: tuple[int, str] | None = None, rerun_stale: bool = False):
         self.results_dir = str(results_dir)
         self.data_dir = None if data_dir is None else str(data_dir)
         self.device = device
         self.grace_s = float(grace_s)
         self.threads = threads      # for specs with threads auto; None: the task's own cores
         self.parent = parent        # a local sweep's (pid, process_identity): ends with it
+        self.rerun_stale = rerun_stale
 
     # runtime state (thread, stop flag) never goes into a pickle
     def __getstate__(self):
@@ -148,9 +152,11 @@ class RunJob(submitit.helpers.Checkpointable):
         def work():
             from harness.runner import execute
             try:
+                force = getattr(self, "rerun_stale", False) and is_stale(directory)
                 box["record"] = execute(s, data_dir=self.data_dir, results_dir=self.results_dir,
                                         device=self.device, progress=True, should_stop=stop.is_set,
-                                        on_start=on_start, threads=getattr(self, "threads", None))
+                                        on_start=on_start, threads=getattr(self, "threads", None),
+                                        force=force)
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 box["error"], box["traceback"] = exc, traceback.format_exc()
 
@@ -242,8 +248,18 @@ class RunJob(submitit.helpers.Checkpointable):
                 print("checkpoint written; requeueing", file=sys.stderr, flush=True)
         self._rt_requeued = True
         fresh = RunJob(self.results_dir, self.data_dir, self.device, self.grace_s,
-                       getattr(self, "threads", None), getattr(self, "parent", None))
+                       getattr(self, "threads", None), getattr(self, "parent", None),
+                       getattr(self, "rerun_stale", False))
         return submitit.helpers.DelayedSubmission(fresh, spec)
+
+
+def is_stale(run_directory: Path) -> bool:
+    """A finished run whose code is not this checkout's (or unknown): rerun it."""
+    from harness import fingerprint
+
+    rec = RunDir(run_directory).record()
+    return bool(rec is not None and rec.is_finished
+                and fingerprint.check(rec.environment.get("code")).state != fingerprint.CURRENT)
 
 
 def failure_reason(run_directory: Path, exc: BaseException | None = None) -> str:

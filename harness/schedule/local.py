@@ -61,12 +61,13 @@ def slot_device(dev: str) -> tuple[tuple[int, ...], str]:
 
 def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None,
               devices: list[str] | None = None, data_dir=None, poll_s: float = 0.2,
-              timeout_min: int = 7 * 24 * 60, out=print) -> dict:
+              timeout_min: int = 7 * 24 * 60, out=print, rerun_stale: bool = False) -> dict:
     """Run `specs` in subprocesses, never more than `max_parallel` at once.
 
     Each slot is bound to one device (`devices[slot % len(devices)]`, CUDA_VISIBLE_DEVICES
     set to it). A failed run is recorded (manifest, attempts, its log) and the suite goes
-    on. Returns {"done": [...], "failed": [(run_id, reason, log)], ...}.
+    on. With `rerun_stale` a finished run whose code has changed since is rerun (forced).
+    Returns {"done": [...], "failed": [(run_id, reason, log)], ...}.
     """
     devices, max_parallel = local_slots(devices, max_parallel)
     # the runs share this machine's cores: each gets its part (specs with threads auto)
@@ -106,7 +107,8 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
                 executor.update_parameters(gpus_per_node=len(visible), visible_gpus=visible)
                 job = executor.submit(RunJob(str(Path(root).resolve()),
                                              None if data_dir is None else str(Path(data_dir).resolve()),
-                                             job_device, threads=threads, parent=parent),
+                                             job_device, threads=threads, parent=parent,
+                                             rerun_stale=rerun_stale),
                                       spec.to_dict())
                 running[slot] = (job, spec)
                 started += 1

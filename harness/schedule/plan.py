@@ -2,7 +2,9 @@
 
 `make_plan` reads each run's record and, for runs not finished, the manifest's job and
 SLURM's view of it (a run whose job is pending or running is "queued" and not submitted
-again). `varying_keys` / `describe_spec` name a run by what differs within its suite
+again). A finished run made by code that has changed since, or without a code fingerprint
+(harness.fingerprint), says so in its detail; with `rerun_stale` it is "stale": to be
+run again (forced, so its old record stays until the new one is complete). `varying_keys` / `describe_spec` name a run by what differs within its suite
 (e.g. `cnn/lenet5 lr=0.004`), for the dry run, the manifest and `status`.
 """
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import store
+from harness import fingerprint, store
 from harness.schedule.manifest import read_manifest, suite_dir
 from harness.schedule.queue import ACTIVE_PENDING, ACTIVE_RUNNING, CMD_TIMEOUT_S, job_states
 from harness.schedule.job import RUNNING_ELSEWHERE
@@ -24,7 +26,7 @@ from harness.store import RunDir, RunLocked
 class PlanRow:
     spec: Any
     run_dir: Path
-    state: str              # done | diverged | queued | todo
+    state: str              # done | diverged | queued | todo | stale (rerun a finished run)
     job_id: str | None = None
     detail: str = ""
 
@@ -38,8 +40,18 @@ def _unique(specs) -> list:
     return out
 
 
-def make_plan(suite, root: Path, executor: str, timeout: float = CMD_TIMEOUT_S) -> tuple[list[PlanRow], str]:
-    """Which runs are finished, queued or running (per the manifest and SLURM), or to do."""
+def provenance_detail(rec) -> str:
+    """'' when the record's code is this checkout's, else what changed or why unknown."""
+    prov = fingerprint.check(rec.environment.get("code"))
+    if prov.state == fingerprint.STALE:
+        return f"stale: {', '.join(prov.changed)} changed"
+    return f"provenance unknown: {prov.why}" if prov.state == fingerprint.UNKNOWN else ""
+
+
+def make_plan(suite, root: Path, executor: str, timeout: float = CMD_TIMEOUT_S,
+              rerun_stale: bool = False) -> tuple[list[PlanRow], str]:
+    """Which runs are finished, queued or running (per the manifest and SLURM), or to do;
+    with `rerun_stale`, finished runs whose code is not this checkout's are "stale"."""
     sdir = suite_dir(root, suite)
     manifest = read_manifest(sdir)
     rows = []
@@ -51,7 +63,9 @@ def make_plan(suite, root: Path, executor: str, timeout: float = CMD_TIMEOUT_S) 
             rows.append(PlanRow(spec, d, "queued", detail=RUNNING_ELSEWHERE))
             continue
         if rec is not None and rec.is_finished:
-            rows.append(PlanRow(spec, d, "done" if rec.is_complete else "diverged"))
+            detail = provenance_detail(rec)
+            state = "stale" if (rerun_stale and detail) else "done" if rec.is_complete else "diverged"
+            rows.append(PlanRow(spec, d, state, detail=detail))
         else:
             rows.append(PlanRow(spec, d, "todo"))
     source = ""

@@ -60,8 +60,9 @@ def slurm_executor(folder: Path, opts: SlurmOptions, name: str) -> submitit.Auto
 
 
 def submit_slurm(suite, rows: list[PlanRow], root: Path, opts: SlurmOptions, data_dir=None,
-                 device: str = "auto", out=print) -> dict:
-    """Submit `rows` as one array (chunked over MaxArraySize); write the manifest."""
+                 device: str = "auto", out=print, rerun_stale: bool = False) -> dict:
+    """Submit `rows` as one array (chunked over MaxArraySize); write the manifest. With
+    `rerun_stale`, a task reruns (forced) a finished run whose code has changed since."""
     if shutil.which("sbatch") is None:
         raise UserError("sbatch not found: this machine is not a SLURM client; use --executor local")
     if opts.max_array_size:
@@ -71,7 +72,7 @@ def submit_slurm(suite, rows: list[PlanRow], root: Path, opts: SlurmOptions, dat
     sdir = suite_dir(root, suite)
     folder = job_folder(sdir) / "%j"
     job = RunJob(str(Path(root).resolve()), None if data_dir is None else str(Path(data_dir).resolve()),
-                 device, opts.grace_s)
+                 device, opts.grace_s, rerun_stale=rerun_stale)
     ex = slurm_executor(folder, opts, f"harness-{store.slug(suite.name)}")
     tasks, arrays = [], []
     keys = varying_keys(suite.specs)
