@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import re
 import stat
@@ -182,6 +183,11 @@ def _table(value) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def is_number(value) -> bool:
+    """A finite int or float (not a bool, a string or null), as records hold numbers."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """A run record (`result.json`, schema v1) as the readers see it.
@@ -241,6 +247,19 @@ class RunRecord:
         """The thread count the run used (spec.threads is 0 for "auto", so not the count)."""
         return self.contention.get("threads") or self.environment.get("threads") \
             or self.spec.get("threads")
+
+    # What a complete record of this harness always holds (the summary line, reports and
+    # `run --suite` read them); a record claiming completion without them is not whole.
+    COMPLETE_NUMBERS = (("metrics", "test_error"), ("metrics", "test_acc"), ("metrics", "epochs_done"),
+                        ("timing", "train_s"), ("timing", "train_s_per_epoch"),
+                        ("timing", "throughput_img_s"))
+
+    def missing(self) -> list[str]:
+        """For a complete record: the numbers it must hold but lacks (or holds as non-numbers)."""
+        if not self.is_complete:
+            return []
+        return [f"{section}.{key}" for section, key in self.COMPLETE_NUMBERS
+                if not is_number(getattr(self, section).get(key))]
 
     @property
     def unreliable(self) -> bool:
@@ -309,8 +328,16 @@ class RunDir:
         return None if rec is None else RunRecord.from_json(rec)
 
     def is_finished(self) -> bool:
+        """A finished record is here. One that claims completion without its numbers is
+        refused (one line naming the file): it would be reported as a result."""
         rec = self.read()
-        return rec is not None and rec.get("status") in FINISHED
+        if rec is None or rec.get("status") not in FINISHED:
+            return False
+        missing = RunRecord.from_json(rec).missing()
+        if missing:
+            raise UserError(f"run record {self.result} says complete but lacks {', '.join(missing)}; "
+                            f"delete it, or pass --force to train the run again")
+        return True
 
     def write(self, record: dict, history: list[dict] | None = None) -> None:
         """Write the history (if given), then the record: its presence means "done"."""

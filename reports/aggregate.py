@@ -16,11 +16,17 @@ differences follow the same rule.
 Timings of runs whose record flags contention (`contention.unreliable`) are not
 averaged with clean ones: a row's timing is the mean of its clean runs, or, when
 every run is flagged, of the flagged runs with the row marked.
+
+Records come from a shared directory, so a field may hold anything: a number that is
+not a number reads as missing, and a record the tables cannot use (no method, arch,
+dataset or seed; "complete" without a test error) is listed as `unreadable` with the
+reason, and named in one warning line on stderr.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import sys
@@ -31,10 +37,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness import store
+from harness import files, store
 from harness.errors import UserError
 from harness.ops.convention import CATEGORIES as OPS_CATEGORIES
-from harness.store import RunRecord
+from harness.store import RunRecord, is_number
 
 # What makes two runs comparable at all (the "setting"); see the module docstring.
 COHORT = ["dataset", "n_train", "n_test", "budget", "precision", "ops_convention",
@@ -65,15 +71,28 @@ def device_label(env: dict, threads=None) -> str:
     return f"{device_class(env)} ({t} thread{'' if t == 1 else 's'})"
 
 
+def _num(value):
+    """A record's number, or None for anything else (a string, a bool, null, NaN)."""
+    return value if is_number(value) else None
+
+
+def _table(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
 def precision_policy(spec: dict, env: dict) -> str:
     """spec.precision, else environment.precision.policy; unrecorded in older records."""
-    p = spec.get("precision") or (env.get("precision") or {}).get("policy")
+    p = spec.get("precision") or _table(env.get("precision")).get("policy")
     return str(p) if p else UNKNOWN
 
 
 def precision_flags(env: dict) -> str:
     """The TF32 flags in force during the run, as recorded (environment.precision)."""
-    f = env.get("precision") or {}
+    f = _table(env.get("precision"))
     if "tf32_matmul" not in f:
         return UNKNOWN
     return (f"TF32 matmul {'on' if f['tf32_matmul'] else 'off'}, "
@@ -82,51 +101,67 @@ def precision_flags(env: dict) -> str:
 
 def at_batch(ops: dict, key: str, batch: int | None):
     """MACs per image at batch size `batch`: per_sample + batch_fixed / batch."""
-    ps, bf = ops.get("per_sample") or {}, ops.get("batch_fixed") or {}
-    if key in ps and key in bf and batch:
+    ps, bf = _table(ops.get("per_sample")), _table(ops.get("batch_fixed"))
+    if is_number(ps.get(key)) and is_number(bf.get(key)) and is_number(batch) and batch > 0:
         return ps[key] + bf[key] / batch
-    return ops.get(key)
+    return _num(ops.get(key))
+
+
+def record_problem(rec: dict) -> str:
+    """Why the tables cannot use a record ('' when they can): its spec must name the
+    method, arch and dataset (text) and the seed (a whole number); a complete run must
+    hold its test error."""
+    r = RunRecord.from_json(rec)
+    bad = [f"spec.{k}" for k in ("method", "arch", "dataset") if not isinstance(r.spec.get(k), str)]
+    seed = r.spec.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        bad.append("spec.seed")
+    if r.is_complete and not is_number(r.metrics.get("test_error")):
+        bad.append("metrics.test_error")
+    return f"lacks {', '.join(bad)} (or holds something else there)" if bad else ""
 
 
 def run_row(directory: Path, rec: dict) -> dict:
     r = RunRecord.from_json(rec)
     spec, env, m, t, ops, ds = r.spec, r.environment, r.metrics, r.timing, r.ops, r.dataset
-    threads = r.threads
+    threads = _num(r.threads)
+    git, packages = _table(env.get("git")), _table(env.get("packages"))
+    reasons = r.contention.get("reasons")
     row = {
-        "run_id": r.run_id, "dir": str(directory),
+        "run_id": str(r.run_id if r.run_id is not None else directory.name), "dir": str(directory),
         "method": spec.get("method"), "arch": spec.get("arch"), "dataset": spec.get("dataset"),
-        "budget": spec.get("budget") or "-", "seed": spec.get("seed"),
-        "epochs": spec.get("epochs"), "status": r.status, "reason": r.reason,
-        "epochs_done": m.get("epochs_done"), "test_acc": m.get("test_acc"),
-        "test_error": m.get("test_error"), "val_acc": m.get("val_acc"),
-        "params": r.params,
-        "n_train": ds.get("n_train"), "n_val": ds.get("n_val"), "n_test": ds.get("n_test"),
-        "subset": int(spec.get("subset") or 0),
+        "budget": str(spec.get("budget") or "-"), "seed": spec.get("seed"),
+        "epochs": _num(spec.get("epochs")), "status": r.status, "reason": _text(r.reason),
+        "epochs_done": _num(m.get("epochs_done")), "test_acc": _num(m.get("test_acc")),
+        "test_error": _num(m.get("test_error")), "val_acc": _num(m.get("val_acc")),
+        "params": _num(r.params),
+        "n_train": _num(ds.get("n_train")), "n_val": _num(ds.get("n_val")), "n_test": _num(ds.get("n_test")),
+        "subset": int(_num(spec.get("subset")) or 0),
         "precision": precision_policy(spec, env), "precision_flags": precision_flags(env),
         "threads": int(threads) if threads is not None else -1,
         "device_class": device_class(env),
         # per image at the run's batch size: the per-batch work (e.g. weight FFTs) is shared
         "macs_fwd": at_batch(ops, "macs_fwd", spec.get("batch_size")),
         "macs_bwd": at_batch(ops, "macs_bwd", spec.get("batch_size")),
-        "macs_fwd_b1": ops.get("macs_fwd"), "macs_bwd_b1": ops.get("macs_bwd"),
-        "macs_fwd_paper": ops.get("macs_fwd_paper"),
-        "ops_convention": (ops.get("convention") or {}).get("id") or UNKNOWN,
-        "ops_error": ops.get("error"),
-        "train_s": t.get("train_s"), "train_s_per_epoch": t.get("train_s_per_epoch"),
-        "throughput_img_s": t.get("throughput_img_s"), "step_mode": t.get("step_mode"),
-        "wall_s": t.get("wall_s"), "data_load_s": t.get("data_load_s"),
-        "test_eval_s": t.get("test_eval_s"), "sessions": t.get("sessions"),
+        "macs_fwd_b1": _num(ops.get("macs_fwd")), "macs_bwd_b1": _num(ops.get("macs_bwd")),
+        "macs_fwd_paper": _num(ops.get("macs_fwd_paper")),
+        "ops_convention": str(_table(ops.get("convention")).get("id") or UNKNOWN),
+        "ops_error": _text(ops.get("error")),
+        "train_s": _num(t.get("train_s")), "train_s_per_epoch": _num(t.get("train_s_per_epoch")),
+        "throughput_img_s": _num(t.get("throughput_img_s")), "step_mode": _text(t.get("step_mode")),
+        "wall_s": _num(t.get("wall_s")), "data_load_s": _num(t.get("data_load_s")),
+        "test_eval_s": _num(t.get("test_eval_s")), "sessions": _num(t.get("sessions")),
         "unreliable": r.unreliable,
-        "unreliable_reasons": "; ".join(map(str, r.unreliable_reasons)),
-        "peak_mb": r.memory.get("peak_mb"),
-        "device": device_label(env, threads), "git_sha": (env.get("git") or {}).get("sha"),
-        "git_dirty": (env.get("git") or {}).get("dirty"),
-        "torch": (env.get("packages") or {}).get("torch"), "python": env.get("python"),
+        "unreliable_reasons": "; ".join(map(str, reasons)) if isinstance(reasons, list) else "",
+        "peak_mb": _num(r.memory.get("peak_mb")),
+        "device": device_label(env, threads),
+        "git_sha": str(git["sha"]) if git.get("sha") else None, "git_dirty": git.get("dirty"),
+        "torch": _text(packages.get("torch")), "python": _text(env.get("python")),
         "reconstruction": r.method_info.get("reconstruction", False),
         "spec_json": json.dumps(spec, sort_keys=True, default=str),
     }
     for cat in OPS_CATEGORIES:
-        row[f"fwd_{cat}"] = (ops.get("breakdown_fwd") or {}).get(cat)
+        row[f"fwd_{cat}"] = _num(_table(ops.get("breakdown_fwd")).get(cat))
     return row
 
 
@@ -141,8 +176,9 @@ def cohort_key(row) -> str:
 
 def read_history(path: Path, keys: dict) -> list[dict]:
     """The rows of a history.csv as floats, each with `keys`; ValueError if malformed."""
-    with open(path, encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    # a regular file (not a FIFO, device or link) of a sane size: 800 epochs are 100 KB
+    data = files.read_bounded(path, "history", "delete it", limit=64 * 2**20)
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
     out = []
     for h in rows:
         if None in h or any(v is None for v in h.values()):
@@ -151,13 +187,19 @@ def read_history(path: Path, keys: dict) -> list[dict]:
     return out
 
 
-def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True):
+def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True, warn=None):
     """(runs, history) DataFrames for every run directory under `root`.
 
     With `run_ids`, only those runs are read, and runs of the set that have no
-    directory or record yet are listed with status 'missing' or 'unfinished'.
+    directory or record yet are listed with status 'missing' or 'unfinished'. A record
+    or history that cannot be used is listed (status 'unreadable', or without a learning
+    curve) and named in one line to `warn` (default: a warning on stderr).
     """
     from tqdm import tqdm
+
+    if warn is None:
+        def warn(text):
+            print(f"warning: {text}", file=sys.stderr)
 
     root = Path(root)
     if not root.exists():
@@ -181,8 +223,13 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
             continue
         try:
             rec = rd.read()
+            problem = record_problem(rec)
+            if problem:
+                raise UserError(f"run record {rd.result} {problem}; delete it, or run it again with --force")
         except UserError as exc:
-            rows.append({"run_id": d.name, "dir": str(d), "status": "unreadable", "reason": str(exc)})
+            reason = " ".join(str(exc).splitlines())
+            rows.append({"run_id": d.name, "dir": str(d), "status": "unreadable", "reason": reason})
+            warn(f"{reason} (listed as unreadable)")
             continue
         row = run_row(d, rec)
         rows.append(row)
@@ -191,10 +238,10 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
             try:
                 hist += read_history(hpath, {k: row[k] for k in ("run_id", "method", "arch", "dataset",
                                                                    "budget", "seed", "device")})
-            except (OSError, ValueError, TypeError, csv.Error) as exc:
+            except (OSError, ValueError, TypeError, csv.Error, UserError) as exc:
                 # recorded, not fatal: the run keeps its row, without a learning curve
-                row["history_error"] = f"{hpath} unreadable ({exc}); no learning curve"
-                print(f"warning: {row['history_error']}", file=sys.stderr)
+                row["history_error"] = f"{hpath} unreadable ({' '.join(str(exc).split())}); no learning curve"
+                warn(row["history_error"])
     if run_ids is not None:
         for rid in sorted(run_ids - seen):
             rows.append({"run_id": rid, "status": "missing", "reason": "not run yet"})

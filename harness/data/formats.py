@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import files
 from harness.errors import UserError
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -218,15 +219,23 @@ class RestrictedUnpickler(pickle.Unpickler):
             f"refusing to load global {module}.{name}: a CIFAR batch may only contain "
             f"dicts, lists, strings and numpy arrays")
 
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refusing a persistent id: a CIFAR batch may only contain "
+                                     "dicts, lists, strings and numpy arrays")
+
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    fix = "re-download CIFAR-10"
     try:
-        with open(path, "rb") as f:
+        with files.open_regular(path, "CIFAR-10 batch", fix, follow_links=True) as f:
             d = RestrictedUnpickler(f, encoding="bytes").load()
+    except UserError:
+        raise
     except pickle.UnpicklingError as exc:
-        raise UserError(f"{path}: {exc}") from None
+        raise UserError(f"{path}: {' '.join(str(exc).split())}; {fix}") from None
     except Exception as exc:  # any malformed pickle: a one-line error, not a traceback
-        raise UserError(f"cannot read {path} ({type(exc).__name__}: {exc}); re-download CIFAR-10") from None
+        msg = " ".join(str(exc).split())[:200]
+        raise UserError(f"cannot read {path} ({type(exc).__name__}: {msg}); {fix}") from None
     if not isinstance(d, dict):
         raise UserError(f"{path} is not a CIFAR batch (top level is {type(d).__name__}, not dict)")
     d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
