@@ -18,9 +18,12 @@ Writing: every file is written atomically and records are strict JSON (harness.f
 a killed writer's temporary file is removed when the directory is locked again.
 
 Reading: `RunDir.read()` gives the record as written (a dict, validated to have a
-status); `RunRecord.from_json` reads it for the readers (reports, status, the summary
-line, the self-check), every field but the status optional, so records of older
-versions stay readable.
+status; only a regular file, of bounded size and nesting: harness.files.read_json);
+`RunRecord.from_json` reads it for the readers (reports, status, the summary line, the
+self-check), every field but the status optional, so records of older versions stay
+readable. A record that claims completion without the numbers the harness always writes
+(`RunRecord.missing`) does not count as finished: `RunDir.is_finished` refuses it in one
+line naming the file.
 
 `--force` swap: the new run trains in `.staging/`; `RunDir.finish_swap` then moves
 checkpoint, history and record into the run directory, the record last, following a

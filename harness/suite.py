@@ -144,7 +144,7 @@ def suite_file(name_or_path: str) -> Path:
     """The suite file a user named: an existing path, else an installed suite of that name
     ('mnist-table1', 'mnist-table1.toml' or 'benchmarks/mnist-table1.toml')."""
     p = Path(name_or_path)
-    if p.is_file():
+    if p.is_file() or (p.exists() and not p.is_dir()):   # not a regular file: read_suite says so
         return p
     known = installed_suites()
     if len(p.parts) <= 2 and (len(p.parts) == 1 or p.parts[0] == SUITES_PACKAGE) \
@@ -195,12 +195,13 @@ def load_suite(path: str, budget: str | None = None) -> Suite:
     """Parse a suite TOML file (a path or an installed suite's name) into RunSpecs for one
     budget.
 
-    Format: a `[suite]` table (name, description, dataset, seeds, default_budget),
+    Format: a `[suite]` table (name, description, dataset, seeds, default_budget, max_runs),
     `[budgets.<name>]` tables of training keys, and `[[runs]]` tables whose list
     values expand as a product (method, arch, dataset, seeds and training keys;
     `hparams` holds method options, also expanded when lists). A run with
     `budgets = [...]` belongs to those budgets only. A `[slurm]` table is kept as it is
-    for `sweep` (harness.schedule.options checks it).
+    for `sweep` (harness.schedule.options checks it). The runs are counted before they are
+    expanded: more than MAX_RUNS (or the suite's `max_runs`) is refused in one line.
     """
     p = suite_file(path)
     doc = read_suite(p)

@@ -1052,7 +1052,6 @@ def test_status_reads_only_its_own_logs_and_checks_the_process(tmp_path, capsys,
     folder is read, and an attempts line of this very process reads as running."""
     import socket
 
-    from harness.schedule.job import process_identity
     from harness.suite import load_suite
 
     monkeypatch.setenv("PATH", str(tmp_path / "no-slurm"))   # no sacct/squeue: the files answer
@@ -1065,7 +1064,10 @@ def test_status_reads_only_its_own_logs_and_checks_the_process(tmp_path, capsys,
     inside = sdir / "logs" / "7_3" / "7_3_0_log.out"
     inside.parent.mkdir(parents=True)
     inside.write_text("Traceback (most recent call last):\n  x\nValueError: the real reason\n")
-    host, me = socket.gethostname(), process_identity()
+    host = socket.gethostname()
+    # this process, as an attempts line names it, read from /proc here (field 22: start time)
+    me = {"pid": os.getpid(), "pid_start": Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1]
+          .split()[19], "boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip()}
     pid1 = {"event": "start", "t": 1.0, "host": host, "pid": 1}
     recycled = {**pid1, "pid_start": "1", "boot_id": me["boot_id"]}    # pid 1, another start time
     tasks = {0: {"job_id": "7_0", "executor": "slurm", "log": str(secret)},
@@ -1088,6 +1090,8 @@ def test_status_reads_only_its_own_logs_and_checks_the_process(tmp_path, capsys,
     assert [r.state for r in rows[1:3]] == ["unknown", "unknown"], [(r.state, r.detail) for r in rows]
     assert rows[3].detail == "ValueError: the real reason"         # inside: read
     assert rows[4].state == "running"                                # this very process
+    from harness.schedule.job import process_identity               # what a job's start line holds
+    assert process_identity() == me
 
 
 def test_report_md_and_runs_csv_are_inert(npz, reference, tmp_path):

@@ -124,10 +124,9 @@ def fetch_all(jobs: list[tuple[list[str], Path, str]], what: str, folder: Path) 
 
 def read_idx(path: Path, magic: int, count: int, shape: tuple[int, ...] = ()) -> np.ndarray:
     """Read an IDX file (.gz or raw) and check magic number, count and item shape."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
+    try:   # a regular file only: a FIFO in its place would block the read forever
+        with files.open_regular(path, "IDX file", "re-download the file", follow_links=True) as f:
+            raw = gzip.GzipFile(fileobj=f).read() if path.suffix == ".gz" else f.read()
     except (OSError, EOFError) as exc:
         raise UserError(f"cannot read {path}: {exc}; re-download the file") from None
     ndim = len(shape) + 1
