@@ -41,6 +41,7 @@ RUN_KEYS = ("method", "arch", "dataset", "seeds", "hparams", "epochs", "batch_si
             "threads") + TRAIN_KEYS
 SUITE_KEYS = ("name", "description", "dataset", "seeds", "default_budget", "max_runs")
 MAX_RUNS = 10_000        # runs a suite may expand to unless its [suite] max_runs says more
+MAX_PARAMS = 10**9       # a model's parameters: 4 GB of float32 weights, 16x the largest here
 MAX_SUITE_BYTES = 4 * 2**20   # the suites of benchmarks/ are a few KB
 TOP_KEYS = ("suite", "budgets", "runs", "slurm")
 SUITES_PACKAGE = "benchmarks"      # the installed suite files (package data)
@@ -72,7 +73,9 @@ def check_buildable(method: str, arch: str, hparams: dict[str, Any], input_shape
     The declared options are checked by the registry; then the builder itself runs on
     PyTorch's meta device (shapes only, no memory, no parameter values), so its own
     checks (options that must fit together or fit the input) fire here instead of after
-    the data is loaded or in a queued job.
+    the data is loaded or in a queued job. Options whose intervals are open above (a
+    kernel size, a filter count) are bounded here by the model they make: more than
+    MAX_PARAMS parameters is refused, before the real build tries to allocate them.
     """
     import torch
 
@@ -80,11 +83,16 @@ def check_buildable(method: str, arch: str, hparams: dict[str, Any], input_shape
     info.check(arch, hparams)
     try:
         with torch.random.fork_rng(devices=[]), torch.device("meta"):
-            info.builder(arch, tuple(input_shape), num_classes, **hparams)
+            model = info.builder(arch, tuple(input_shape), num_classes, **hparams)
+            params = sum(p.numel() for p in model.parameters())
     except UserError:
         raise
     except Exception:  # noqa: BLE001 - a builder that needs real tensors: its checks run at build
-        pass
+        return
+    if params > MAX_PARAMS:
+        raise UserError(f"{method}/{arch} with these options has {params:,} parameters, more than "
+                        f"{MAX_PARAMS:,} (the largest registered model has about 62 million); "
+                        f"use smaller option values (--set ...)")
 
 
 def make_spec(method: str, arch: str | None, dataset: str, overrides: dict[str, str] | None = None,

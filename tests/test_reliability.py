@@ -11,7 +11,12 @@
 - two `sweep --executor local` of one suite at once: both exit 0, every run trained once;
 - a table of bad inputs: each exits 2 with exactly one line on stderr, no traceback, and
   leaves no debris (no run directory holding only `.lock`, no created data directory,
-  no `%j` folder, no temporary files).
+  no `%j` folder, no temporary files), within 10 s; with the cases of issue 21 (FIFOs and
+  /dev/zero where files belong, nesting 200,000 deep, a million-run grid, absurd
+  numbers, a host with sbatch but no srun), each run under an alarm and a memory limit
+  so that a hang fails the case, not the test run;
+- issue 21 besides: `status` reads no log outside its suite folder and calls a run
+  running only while the very process recorded is alive; report.md and runs.csv are inert.
 
 Kills use a child process that SIGKILLs itself at the chosen point (the same as an
 outside `kill -9` there, but exactly at the point). The points are drawn from a seeded
@@ -21,6 +26,7 @@ RNG ($SPECTRAL_BENCH_KILL_SEED, default 12) and printed. Everything runs on a 40
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -727,8 +733,10 @@ def debris(t: Path, before: set[str]) -> list[str]:
 def test_bad_inputs_one_line_exit_2_no_debris(npz, reference, tmp_path, capsys, monkeypatch):
     """Every case: its expected outcome (one `error:` line and exit 2, unless the case says
     otherwise: `Warned`, `Shown`), within 10 s, no debris. The issue-21 cases (a section
-    of their own below) are tallied apart; those that could hang or take the test process
-    down with them run in a subprocess (`ISOLATED`)."""
+    of their own below) are tallied apart. Each case runs `guarded`: a harness that hangs
+    or streams /dev/zero fails the case instead of the test process."""
+    import harness.runner, harness.schedule, reports.render    # noqa: F401 - imports are not a case's time
+
     old, new = bad_inputs(npz, reference), issue21_inputs(npz, reference)
     tally = {"old": {}, "new": {}}
     problems = []
@@ -737,37 +745,44 @@ def test_bad_inputs_one_line_exit_2_no_debris(npz, reference, tmp_path, capsys, 
         t.mkdir()
         args = argv(t)
         before = {str(p.relative_to(t)) for p in t.rglob("*")}
-        capsys.readouterr()
-        if patch is ISOLATED:
-            code, out, err, seconds = run_isolated(args)
-        else:
-            with monkeypatch.context() as mp:
-                if patch:
-                    patch(mp, t)
-                t0 = time.monotonic()
-                try:
-                    code = main(args)
-                except BaseException as exc:  # noqa: BLE001 - the battery counts, then reports
-                    code = f"{type(exc).__name__}: {str(exc)[:300]}"
-                seconds = time.monotonic() - t0
-            captured = capsys.readouterr()
-            out, err = captured.out, captured.err
-        kind, detail = judge(code, out, err, seconds, expect)
-        left = debris(t, before)
-        if kind == "clean" and left:
-            kind, detail = "debris", f"debris {left}"
-        counts = tally["old" if i < len(old) else "new"]
-        counts[kind] = counts.get(kind, 0) + 1
-        if kind != "clean":
-            problems.append(f"{name}: {kind}: {detail}")
+        _run_case(i, name, args, patch, expect, t, before, len(old), tally, problems, capsys, monkeypatch)
     for which, label in (("old", "bad inputs"), ("new", "issue 21 cases")):
         counts = tally[which]
         n = len(old) if which == "old" else len(new)
+        if which == "new":
+            label += f" ({sum(not c[0].startswith('21+') for c in new)} listed in the issue, the rest found beside them)"
         print(f"\n{label}: {n} tried, {counts.get('clean', 0)} clean (the expected one line, exit "
               f"status, within 10 s, no debris); " + ", ".join(
                   f"{v} {k}" for k, v in sorted(counts.items()) if k != "clean"))
     assert len(old) >= 40 and len(new) >= 25
     assert not problems, "\n".join(problems)
+
+
+def _run_case(i, name, args, patch, expect, t, before, n_old, tally, problems, capsys, monkeypatch):
+    """Run one battery case (in this process, or in a child) and count its verdict."""
+    capsys.readouterr()
+    with monkeypatch.context() as mp:
+        if patch:
+            patch(mp, t)
+        t0 = time.monotonic()
+        try:
+            with guarded():
+                code = main(args)
+        except Hung:
+            code = None
+        except BaseException as exc:  # noqa: BLE001 - the battery counts, then reports
+            code = f"{type(exc).__name__}: {str(exc)[:300]}"
+        seconds = time.monotonic() - t0
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
+    kind, detail = judge(code, out, err, seconds, expect)
+    left = debris(t, before)
+    if kind == "clean" and left:
+        kind, detail = "debris", f"debris {left}"
+    counts = tally["old" if i < n_old else "new"]
+    counts[kind] = counts.get(kind, 0) + 1
+    if kind != "clean":
+        problems.append(f"{name}: {kind}: {detail}")
 
 
 def test_status_of_a_duplicate_slurm_task_that_found_its_run_locked(tmp_path, monkeypatch):
@@ -778,7 +793,8 @@ def test_status_of_a_duplicate_slurm_task_that_found_its_run_locked(tmp_path, mo
     s = load_suite(str(suite))
     sdir = schedule.suite_dir(tmp_path / "r", s)
     sdir.mkdir(parents=True)
-    log = tmp_path / "5_0_0_log.out"
+    log = sdir / "logs" / "5_0" / "5_0_0_log.out"       # where sweep's job logs live
+    log.parent.mkdir(parents=True)
     log.write_text(f"harness: run {s.specs[0].run_id} is running elsewhere (being trained by another "
                    f"process); wait for it or stop it\n")
     files.write_json(sdir / "manifest.json", {"submissions": [], "runs": {s.specs[0].run_id: {
@@ -795,9 +811,51 @@ def test_status_of_a_duplicate_slurm_task_that_found_its_run_locked(tmp_path, mo
 # SLURM is detected by every program submitit needs. The cases below join the bad-input
 # battery above (test_bad_inputs_one_line_exit_2_no_debris), which prints their tally.
 
-ISOLATED = "isolated"      # run in a subprocess: on a broken harness it may hang or abort
-HANG_S = 60                # a subprocess still running after this long hung
+HANG_S = 20                # a case still running after this long hung (checked by SIGALRM)
 DEEP = "[" * 200_000 + "]" * 200_000      # JSON nested 200,000 levels deep
+
+
+class Hung(BaseException):
+    """Raised by `guarded`'s alarm: the command did not answer within HANG_S."""
+
+
+@contextlib.contextmanager
+def guarded():
+    """Run a command so that a broken harness fails the case, not the test process: an
+    alarm after HANG_S (it interrupts a blocked open() of a FIFO and any Python loop), and
+    an address-space limit 2 GiB above the present size (reading /dev/zero to the end
+    ends in a MemoryError, not in swapping the machine). Both are restored afterwards."""
+    import resource
+
+    with open("/proc/self/status") as f:
+        size = int(f.read().split("VmSize:")[1].split()[0]) * 1024
+    limits = resource.getrlimit(resource.RLIMIT_AS)
+
+    def alarm(signum, frame):
+        raise Hung()
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    resource.setrlimit(resource.RLIMIT_AS, (size + 2 * 2**30, limits[1]))
+    signal.alarm(HANG_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        resource.setrlimit(resource.RLIMIT_AS, limits)
+
+
+def _no_absurd_thread_pool(mp, t) -> None:
+    """A harness that accepted the count would ask libgomp for it, which then exits the
+    whole test process (`libgomp: Out of memory allocating ...`): the request fails here
+    instead, so the case counts as a traceback, not as a dead test run."""
+    real = torch.set_num_threads
+
+    def set_num_threads(n):
+        if n > 4096:
+            raise RuntimeError(f"the harness asked libgomp for {n} threads")
+        real(n)
+    mp.setattr(torch, "set_num_threads", set_num_threads)
 
 
 class Warned(str):
@@ -807,42 +865,6 @@ class Warned(str):
 
 class Shown(str):
     """Expected: exit 0, nothing on stderr, the text in stdout (status shows it in a row)."""
-
-
-ISOLATED_CHILD = r"""
-import json, resource, sys, time
-import harness.runner, harness.schedule, reports.render      # imports are not the command's time
-from harness.__main__ import main
-cfg = json.loads(sys.argv[1])
-with open("/proc/self/status") as f:
-    vm = int(f.read().split("VmSize:")[1].split()[0]) * 1024
-resource.setrlimit(resource.RLIMIT_AS, (vm + 2 * 2**30, vm + 2 * 2**30))   # a memory limit
-t0 = time.monotonic()
-code = main(cfg["argv"])
-with open(cfg["side"], "w") as f:
-    json.dump({"s": time.monotonic() - t0}, f)
-sys.exit(code)
-"""
-
-
-def run_isolated(args: list[str]) -> tuple:
-    """(exit status or None if it hung, stdout, stderr, seconds main() took) of `args` in a
-    child process with a memory limit (2 GiB above what its imports take)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as side:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-        cfg = json.dumps({"argv": args, "side": f"{side}/time.json"})
-        try:
-            res = subprocess.run([sys.executable, "-c", ISOLATED_CHILD, cfg], capture_output=True,
-                                 text=True, timeout=HANG_S, env=env, cwd=side)
-        except subprocess.TimeoutExpired as exc:
-            return None, exc.stdout or "", exc.stderr or "", HANG_S
-        try:
-            seconds = json.loads(Path(f"{side}/time.json").read_text())["s"]
-        except (OSError, ValueError):
-            seconds = 0.0
-        return res.returncode, res.stdout, res.stderr, seconds
 
 
 def judge(code, out: str, err: str, seconds: float, expect: str) -> tuple[str, str]:
@@ -959,7 +981,8 @@ def _grid_suite(t: Path, n: int) -> Path:
 
 def issue21_inputs(npz, reference):
     """The cases of issue 21 ("Hangs", "Tracebacks", "Accepted bad values", "Also
-    multi-line errors"), as (name, argv builder(t), patch or ISOLATED, expectation)."""
+    multi-line errors"; "21+": two more found beside them), as (name, argv builder(t),
+    patch or None, expectation)."""
     complete_only = json.dumps({"status": "complete"})
     strings = json.dumps({"status": "complete", "run_id": "planted-s0", "spec": {
         "method": "cnn", "arch": "lenet5", "dataset": "synthetic", "seed": 0},
@@ -968,19 +991,19 @@ def issue21_inputs(npz, reference):
     return [
         # hangs
         ("21: checkpoint.pt is a FIFO", lambda t: (_in_run_dir(npz, t, "checkpoint.pt", os.mkfifo), _q(npz, t))[1],
-         ISOLATED, "is a FIFO"),
-        ("21: result.json is a FIFO", lambda t: (_in_run_dir(npz, t, "result.json", os.mkfifo), _q(npz, t))[1],
-         ISOLATED, "is a FIFO"),
-        ("21: status, manifest names a FIFO as log", lambda t: _suite_status(t, task=_fifo_log), ISOLATED,
+         None, "is a FIFO"),
+        ("21+: result.json is a FIFO", lambda t: (_in_run_dir(npz, t, "result.json", os.mkfifo), _q(npz, t))[1],
+         None, "is a FIFO"),
+        ("21: status, manifest names a FIFO as log", lambda t: _suite_status(t, task=_fifo_log), None,
          "FIFO"),
         ("21: status, manifest names /dev/zero as log", lambda t: _suite_status(t, task={
-            "job_id": "5_0", "executor": "slurm", "log": "/dev/zero"}), ISOLATED, "a device"),
+            "job_id": "5_0", "executor": "slurm", "log": "/dev/zero"}), None, "a device"),
         ("21: status, attempts.jsonl is /dev/zero", lambda t: _suite_status(
-            t, attempts=lambda p: p.symlink_to("/dev/zero")), ISOLATED, "attempts file"),
-        ("21: status, attempts.jsonl is a FIFO", lambda t: _suite_status(t, attempts=os.mkfifo), ISOLATED,
+            t, attempts=lambda p: p.symlink_to("/dev/zero")), None, "attempts file"),
+        ("21+: status, attempts.jsonl is a FIFO", lambda t: _suite_status(t, attempts=os.mkfifo), None,
          "attempts file"),
         ("21: sweep --dry-run of a 1,000,000-run grid", lambda t: [
-            "sweep", str(_grid_suite(t, 1000)), "--dry-run", "--results-dir", str(t / "r")], ISOLATED,
+            "sweep", str(_grid_suite(t, 1000)), "--dry-run", "--results-dir", str(t / "r")], None,
          "1,000,000 runs"),
         # tracebacks
         ("21: --results-dir with a 256-character component", lambda t: _q(npz, t, results=str(t / ("a" * 256))),
@@ -1002,10 +1025,10 @@ def issue21_inputs(npz, reference):
          Warned("lacks")),
         ("21: report, record with string metrics", lambda t: _report_with(t, reference, strings), None,
          Warned("metrics.test_error")),
-        ("21: suite TOML nested 100,000 deep", lambda t: ["sweep", str(_file(
+        ("21+: suite TOML nested 100,000 deep", lambda t: ["sweep", str(_file(
             t / "n.toml", b"x = " + b"[" * 100_000 + b"]" * 100_000 + b"\n")), "--dry-run"], None, "nested"),
-        ("21: --threads 99999 under a memory limit", lambda t: _q(npz, t, "--threads", "99999"), ISOLATED,
-         "--threads"),
+        ("21: --threads 99999 under a memory limit", lambda t: _q(npz, t, "--threads", "99999"),
+         _no_absurd_thread_pool, "--threads"),
         # accepted bad values
         ("21: --device cpu:7", lambda t: _q(npz, t, "--device", "cpu:7"), None, "cpu:7"),
         ("21: --devices ,", lambda t: ["sweep", str(_suite(t / "s.toml", SUITE_OK)), "--executor", "local",
@@ -1015,13 +1038,19 @@ def issue21_inputs(npz, reference):
                                                "--dry-run", "--results-dir", str(t / "r")], None, "--threads"),
         ("21: suite epochs = 1e11", lambda t: ["sweep", str(_suite(t / "s.toml", SUITE_OK + "epochs = 1e11\n")),
                                                "--dry-run", "--results-dir", str(t / "r")], None, "--epochs"),
-        ("21: --threads 1000000000", lambda t: _q(npz, t, "--threads", "1000000000"), ISOLATED, "--threads"),
+        ("21: --threads 1000000000", lambda t: _q(npz, t, "--threads", "1000000000"), _no_absurd_thread_pool,
+         "--threads"),
         # multi-line errors
         ("21: CIFAR batch with a persistent-id opcode", lambda t: [
             "run", "--dataset", "cifar10", "--data-dir", str(_cifar_with_persistent_id(t)), "--epochs", "1",
             "--device", "cpu", "--results-dir", str(t / "r"), "--quiet"], None, "persistent id"),
         ("21: run on a finished record without metrics", lambda t: (_in_run_dir(
             npz, t, "result.json", lambda p: p.write_text(complete_only)), _q(npz, t))[1], None, "--force"),
+        # found beside them: options open above, bounded by the model they make
+        ("21+: --set kernel=99999 (10^15 parameters)", lambda t: _q(
+            npz, t, "--method", "spectral-pooling", "--set", "kernel=99999"), None, "parameters"),
+        ("21+: dct-select --set block=1000000000", lambda t: _q(
+            npz, t, "--method", "dct-select", "--set", "block=1000000000"), None, "block"),
         # SLURM detected by every program submitit needs
         ("21: sweep where sbatch is but srun is not", lambda t: [
             "sweep", str(_suite(t / "s.toml", SUITE_OK)), "--results-dir", str(t / "r"), "--max-array-size",
