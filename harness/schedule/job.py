@@ -120,9 +120,7 @@ def read_attempts(run_directory: Path) -> list[dict]:
     try:
         data = files.read_tail(path, "attempts file", ATTEMPTS_TAIL,
                                "remove it (it only lists when the run's jobs started and ended)")
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    except OSError:
+    except OSError:        # none (yet), or unreadable: no attempts to show
         return []
     lines = data.decode("utf-8", "replace").splitlines()
     if len(data) == ATTEMPTS_TAIL and lines:

@@ -110,8 +110,6 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
         if task:
             row.job_id, row.log = task.get("job_id"), task.get("log")
             log = suite_log(sdir, row.log)
-            if row.log and log is None:
-                row.log += " (outside the suite folder: not read)"
         info = states.get(row.job_id, {}) if task and task.get("executor") == "slurm" else {}
         row.slurm_state = info.get("state") or None
         attempts = read_attempts(d)
@@ -176,6 +174,8 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
                     row.state = "unknown"
                     row.detail = (f"job {row.job_id} not known to SLURM ({source or 'no query'}); "
                                   "re-run sweep to resubmit")
+        if row.log and log is None and row.state in ("failed", "cancelled", "unknown"):
+            row.detail += ("; " if row.detail else "") + "its log is outside the suite folder: not read"
         rows.append(row)
     counts = {k: sum(r.state == k for r in rows) for k in STATE_ORDER}
     return {"suite": suite.name, "budget": suite.budget, "suite_dir": str(sdir), "rows": rows,
