@@ -1115,7 +1115,7 @@ def test_status_reads_only_its_own_logs_and_checks_the_process(tmp_path, capsys,
     out = capsys.readouterr().out
     rows = schedule.suite_status(str(suite), results_dir=root)["rows"]
     assert "hunter2" not in out and all("hunter2" not in r.detail for r in rows), out
-    assert "outside the suite folder: not read" in rows[0].log
+    assert rows[0].log == str(secret) and "outside the suite folder: not read" in rows[0].detail
     assert [r.state for r in rows[1:3]] == ["unknown", "unknown"], [(r.state, r.detail) for r in rows]
     assert rows[3].detail == "ValueError: the real reason"         # inside: read
     assert rows[4].state == "running"                                # this very process
