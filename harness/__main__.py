@@ -285,7 +285,8 @@ def cmd_run(args) -> None:
         return
     if args.dataset is None:   # check everything else before MNIST is looked for (or downloaded)
         make_spec(args.method, args.arch, "synthetic", sets, epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, subset=args.subset)
+                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, subset=args.subset,
+                         threads=args.threads)
         store.results_root(args.results_dir)
         from harness.device import resolve_device
         resolve_device(args.device)
@@ -321,7 +322,12 @@ def cmd_sweep(args) -> int:
     from harness.schedule import options
 
     overrides = options.from_args(args)
-    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+    devices = None
+    if args.devices is not None:
+        devices = [d.strip() for d in args.devices.split(",")]
+        if not all(devices):
+            raise UserError(f"--devices {args.devices!r} names an empty device; give devices comma "
+                            f"separated, e.g. --devices cuda:0,cuda:1 (or leave it out for all)")
     summary = schedule.sweep(args.suite, budget=args.budget, executor=args.executor,
                              results_dir=args.results_dir, data_dir=args.data_dir, device=args.device,
                              slurm=overrides, max_parallel=args.max_parallel, devices=devices,
@@ -380,8 +386,8 @@ def _dispatch(args) -> int:
         else:
             parser().print_help()
             return 2
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except UserError as exc:   # one line, also when it quotes text from a file
+        print("error: " + " ".join(str(exc).splitlines()), file=sys.stderr)
         return 2
     except OSError as exc:   # disk full, read-only, a file where a folder belongs: one line
         if isinstance(exc, BrokenPipeError) or disk_error(exc.filename or "", exc) is None:

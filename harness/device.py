@@ -41,6 +41,8 @@ def resolve_device(name: str | None) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise UserError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
     if dev.type == "cpu":
+        if dev.index not in (None, 0):     # torch accepts cpu:7 and runs on the one CPU device
+            raise UserError(f"unknown device {name!r}: the CPU device has no index; use cpu")
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise UserError(f"device {name!r} requested but CUDA is not available here; use --device cpu")

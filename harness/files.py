@@ -6,9 +6,15 @@ killed writer's temporary file (`.<name>.<random>.tmp`) is deleted by `remove_or
 when its directory is locked again. Files are created with `0666 & ~umask`, so that
 colleagues sharing a results directory can read them, and nothing is made group- or
 world-writable. JSON is strict: non-finite floats are written as null (`strict`).
-Reading a JSON file we wrote (`read_json`) turns anything unreadable into one line that
-says how to fix it. Failures the user fixes (a full disk, a read-only directory, a file
-where a folder belongs) become one-line `UserError`s (`disk_error`).
+Failures the user fixes (a full disk, a read-only directory, a file where a folder
+belongs, a name too long) become one-line `UserError`s (`disk_error`).
+
+Reading: a shared directory may hold anything under a file's name, so files are read
+only when they are regular files (`open_regular`: a FIFO, a device such as /dev/zero or
+a symbolic link is refused before a byte is read, so nothing blocks or streams forever),
+and only up to a size limit (`read_bounded`; logs: their tail, `read_tail`). Reading a
+JSON file we wrote (`read_json`) also bounds its nesting (MAX_JSON_DEPTH), so a crafted
+file is one line that says how to fix it, never a RecursionError.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from harness.errors import UserError
 # Failures of the file system that the user fixes (space, quota, permissions, a file
 # where a directory belongs): one line instead of a traceback.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
-               errno.EEXIST, errno.EISDIR}
+               errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG}
+MAX_JSON_BYTES = 256 * 2**20   # records are kilobytes; a manifest of a 10,000-run suite some MiB
+MAX_JSON_DEPTH = 64            # our files nest a few levels; deeper is not a file we wrote
 
 
 def disk_error(path, exc: OSError) -> UserError | None:
@@ -39,7 +47,8 @@ def disk_error(path, exc: OSError) -> UserError | None:
         return None
     why = exc.strerror or str(exc)
     fix = {errno.ENOSPC: "free space", errno.EDQUOT: "free space (quota exceeded)",
-           errno.EROFS: "use a writable --results-dir"}.get(exc.errno, "fix the path or its permissions")
+           errno.EROFS: "use a writable --results-dir",
+           errno.ENAMETOOLONG: "use a shorter path"}.get(exc.errno, "fix the path or its permissions")
     return UserError(f"cannot write {path}: {why}; {fix}, then repeat the command "
                      f"(an interrupted run resumes from its last checkpoint)")
 
@@ -54,6 +63,9 @@ def make_dirs(path: Path) -> list[Path]:
         p = p.parent
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except FileNotFoundError:   # a parent that refuses folders (/proc/1/...) or vanished
+        raise UserError(f"cannot create directory {path}: a folder above it cannot hold "
+                        f"directories; use another --results-dir") from None
     except OSError as exc:
         raise (disk_error(path, exc) or exc) from None
     return list(reversed(missing))
@@ -174,13 +186,102 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
-def read_json(path: Path, what: str, fix: str) -> Any:
-    """Parse a JSON file we wrote; anything unreadable is a one-line UserError with `fix`."""
+def open_regular(path, what: str, fix: str, follow_links: bool = False) -> io.BufferedReader:
+    """Open `path` for reading if it is a regular file; else a one-line UserError.
+
+    O_NONBLOCK: opening a FIFO does not wait for a writer, and the fstat that follows
+    refuses it (and devices such as /dev/zero) before anything is read. O_NOFOLLOW
+    (unless `follow_links`): a link in the file's place is refused, never followed.
+    FileNotFoundError and NotADirectoryError pass through: a missing file is the
+    caller's business.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
     try:
-        with open(path, "rb") as f:
-            return json.loads(f.read().decode("utf-8"))
-    except FileNotFoundError:
+        fd = os.open(path, flags)
+    except (FileNotFoundError, NotADirectoryError):
         raise
-    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{what} {path} is a symbolic link, not a file; {fix}") from None
+        raise UserError(f"cannot read {what} {path} ({exc.strerror or exc}); {fix}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise UserError(f"{what} {path} is {file_kind(mode)}, not a regular file; {fix}")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def file_kind(mode: int) -> str:
+    """'a FIFO', 'a device', ... for an st_mode, as the errors name what they found."""
+    for test, kind in ((stat.S_ISREG, "a regular file"), (stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+                       (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a file"
+
+
+def read_bounded(path, what: str, fix: str, limit: int = MAX_JSON_BYTES,
+                 follow_links: bool = False) -> bytes:
+    """The bytes of the regular file `path`, refused (one line) above `limit` bytes."""
+    with open_regular(path, what, fix, follow_links) as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as exc:
+            raise UserError(f"cannot read {what} {path} ({exc.strerror or exc}); {fix}") from None
+    if len(data) > limit:
+        raise UserError(f"{what} {path} is larger than {limit / 2**20:g} MiB, more than the harness "
+                        f"writes or reads; {fix}")
+    return data
+
+
+def read_tail(path, what: str, limit: int = 65536, fix: str = "remove it") -> bytes:
+    """The last `limit` bytes of the regular file `path` (a log): bounded, whatever its size."""
+    with open_regular(path, what, fix) as f:
+        size = os.fstat(f.fileno()).st_size
+        f.seek(max(0, size - limit))
+        return f.read(limit)
+
+
+def json_depth(obj: Any) -> int:
+    """How deeply `obj` nests (a scalar: 0), counted without recursion."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
+def loads_bounded(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads that refuses nesting deeper than `max_depth` with a ValueError.
+
+    The parser itself stops at the interpreter's recursion limit (a RecursionError,
+    turned into the ValueError here); the depth check after it keeps everything that
+    walks the result later (strict, json.dumps, the readers) far from that limit.
+    """
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested more than {max_depth} levels deep") from None
+    if json_depth(obj) > max_depth:
+        raise ValueError(f"nested more than {max_depth} levels deep")
+    return obj
+
+
+def read_json(path: Path, what: str, fix: str) -> Any:
+    """Parse a JSON file we wrote; anything unreadable is a one-line UserError with `fix`.
+
+    Only a regular file (not a link, FIFO or device) of at most MAX_JSON_BYTES, nested at
+    most MAX_JSON_DEPTH levels, is accepted.
+    """
+    data = read_bounded(path, what, fix)
+    try:
+        return loads_bounded(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{what} {path} is unreadable ({msg}); {fix}") from None

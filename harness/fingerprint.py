@@ -24,7 +24,6 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path

@@ -30,6 +30,13 @@ TRAIN_KEYS = (
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
 MAX_SEED = 2**63 - 1          # torch seeds are 64-bit; larger or negative values would alias
+MAX_EPOCHS = 1_000_000        # the papers train 800 epochs; 1e6 is a typo, not a budget
+# The largest x86 servers have 2 x 192 cores x 2 SMT = 768 hardware threads. A larger
+# count is a typo that libgomp would try to honour (it aborts the process when its
+# per-thread allocations fail, leaving a run folder behind), so it is refused up front.
+# Not relative to this machine: a spec made on a login node runs on the compute node.
+MAX_THREADS = 1024
+MAX_COUNT = 2**31 - 1         # images in a batch, subset or validation split (tensor sizes)
 
 # Training keys that must be >= 0 (all floats must also be finite).
 NON_NEGATIVE = ("momentum", "weight_decay", "lr_min", "warmup_epochs", "clip_norm")
@@ -82,10 +89,10 @@ class RunSpec:
                 raise UserError(f"{f.name} must be a string, got {value!r}")
         if not isinstance(self.hparams, dict):
             raise UserError(f"hparams must be a table of method options, got {self.hparams!r}")
-        if self.epochs < 1:
-            raise UserError(f"--epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            raise UserError(f"--epochs must be >= 1 and at most {MAX_EPOCHS:,}, got {self.epochs}")
+        if not 1 <= self.batch_size <= MAX_COUNT:
+            raise UserError(f"--batch-size must be >= 1 and below 2^31, got {self.batch_size}")
         if not self.lr > 0:
             raise UserError(f"--lr must be > 0, got {self.lr}")
         if not 0 <= self.seed <= MAX_SEED:
@@ -103,13 +110,15 @@ class RunSpec:
         if self.graph not in GRAPH_MODES:
             raise UserError(f"unknown graph mode {self.graph!r}; use one of {', '.join(GRAPH_MODES)} "
                             f"(e.g. --set graph=off)")
-        if self.threads < 0:
-            raise UserError(f"--threads must be >= 1 (or 0 for auto), got {self.threads}")
-        if self.subset < 0 or self.subset == 1:
-            raise UserError(f"--subset must be 0 (all images) or >= 2 (BatchNorm needs 2 per batch), "
-                            f"got {self.subset}")
-        if self.val_size < 0:
-            raise UserError(f"val_size must be >= 0, got {self.val_size}")
+        if not 0 <= self.threads <= MAX_THREADS:
+            raise UserError(f"--threads must be in 1..{MAX_THREADS} (or 0 for auto), got {self.threads}")
+        if self.subset < 0 or self.subset == 1 or self.subset > MAX_COUNT:
+            raise UserError(f"--subset must be 0 (all images) or in 2..2^31-1 (BatchNorm needs 2 per "
+                            f"batch), got {self.subset}")
+        if not 0 <= self.val_size <= MAX_COUNT:
+            raise UserError(f"val_size must be in 0..2^31-1, got {self.val_size}")
+        if self.warmup_epochs > MAX_EPOCHS:
+            raise UserError(f"warmup_epochs must be <= {MAX_EPOCHS:,}, got {self.warmup_epochs}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -18,9 +18,12 @@ Writing: every file is written atomically and records are strict JSON (harness.f
 a killed writer's temporary file is removed when the directory is locked again.
 
 Reading: `RunDir.read()` gives the record as written (a dict, validated to have a
-status); `RunRecord.from_json` reads it for the readers (reports, status, the summary
-line, the self-check), every field but the status optional, so records of older
-versions stay readable.
+status; only a regular file, of bounded size and nesting: harness.files.read_json);
+`RunRecord.from_json` reads it for the readers (reports, status, the summary line, the
+self-check), every field but the status optional, so records of older versions stay
+readable. A record that claims completion without the numbers the harness always writes
+(`RunRecord.missing`) does not count as finished: `RunDir.is_finished` refuses it in one
+line naming the file.
 
 `--force` swap: the new run trains in `.staging/`; `RunDir.finish_swap` then moves
 checkpoint, history and record into the run directory, the record last, following a
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import re
 import stat
@@ -185,6 +189,11 @@ def _table(value) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def is_number(value) -> bool:
+    """A finite int or float (not a bool, a string or null), as records hold numbers."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """A run record (`result.json`, schema v1) as the readers see it.
@@ -244,6 +253,19 @@ class RunRecord:
         """The thread count the run used (spec.threads is 0 for "auto", so not the count)."""
         return self.contention.get("threads") or self.environment.get("threads") \
             or self.spec.get("threads")
+
+    # What a complete record of this harness always holds (the summary line, reports and
+    # `run --suite` read them); a record claiming completion without them is not whole.
+    COMPLETE_NUMBERS = (("metrics", "test_error"), ("metrics", "test_acc"), ("metrics", "epochs_done"),
+                        ("timing", "train_s"), ("timing", "train_s_per_epoch"),
+                        ("timing", "throughput_img_s"))
+
+    def missing(self) -> list[str]:
+        """For a complete record: the numbers it must hold but lacks (or holds as non-numbers)."""
+        if not self.is_complete:
+            return []
+        return [f"{section}.{key}" for section, key in self.COMPLETE_NUMBERS
+                if not is_number(getattr(self, section).get(key))]
 
     @property
     def unreliable(self) -> bool:
@@ -317,8 +339,16 @@ class RunDir:
         return None if rec is None else RunRecord.from_json(rec)
 
     def is_finished(self) -> bool:
+        """A finished record is here. One that claims completion without its numbers is
+        refused (one line naming the file): it would be reported as a result."""
         rec = self.read()
-        return rec is not None and rec.get("status") in FINISHED
+        if rec is None or rec.get("status") not in FINISHED:
+            return False
+        missing = RunRecord.from_json(rec).missing()
+        if missing:
+            raise UserError(f"run record {self.result} says complete but lacks {', '.join(missing)}; "
+                            f"delete it, or pass --force to train the run again")
+        return True
 
     def write(self, record: dict, history: list[dict] | None = None) -> None:
         """Write the history (if given), then the record: its presence means "done"."""

@@ -25,6 +25,7 @@ any directory, e.g. `--suite mnist-table1` or `sweep smoke`.
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +33,16 @@ from typing import Any
 
 import methods
 from harness import data as datasets
+from harness import files
 from harness.errors import UserError
 from harness.spec import TRAIN_KEYS, RunSpec, parse_value
 
 RUN_KEYS = ("method", "arch", "dataset", "seeds", "hparams", "epochs", "batch_size", "lr", "subset",
             "threads") + TRAIN_KEYS
-SUITE_KEYS = ("name", "description", "dataset", "seeds", "default_budget")
+SUITE_KEYS = ("name", "description", "dataset", "seeds", "default_budget", "max_runs")
+MAX_RUNS = 10_000        # runs a suite may expand to unless its [suite] max_runs says more
+MAX_PARAMS = 10**9       # a model's parameters: 4 GB of float32 weights, 16x the largest here
+MAX_SUITE_BYTES = 4 * 2**20   # the suites of benchmarks/ are a few KB
 TOP_KEYS = ("suite", "budgets", "runs", "slurm")
 SUITES_PACKAGE = "benchmarks"      # the installed suite files (package data)
 
@@ -68,7 +73,9 @@ def check_buildable(method: str, arch: str, hparams: dict[str, Any], input_shape
     The declared options are checked by the registry; then the builder itself runs on
     PyTorch's meta device (shapes only, no memory, no parameter values), so its own
     checks (options that must fit together or fit the input) fire here instead of after
-    the data is loaded or in a queued job.
+    the data is loaded or in a queued job. Options whose intervals are open above (a
+    kernel size, a filter count) are bounded here by the model they make: more than
+    MAX_PARAMS parameters is refused, before the real build tries to allocate them.
     """
     import torch
 
@@ -76,11 +83,16 @@ def check_buildable(method: str, arch: str, hparams: dict[str, Any], input_shape
     info.check(arch, hparams)
     try:
         with torch.random.fork_rng(devices=[]), torch.device("meta"):
-            info.builder(arch, tuple(input_shape), num_classes, **hparams)
+            model = info.builder(arch, tuple(input_shape), num_classes, **hparams)
+            params = sum(p.numel() for p in model.parameters())
     except UserError:
         raise
     except Exception:  # noqa: BLE001 - a builder that needs real tensors: its checks run at build
-        pass
+        return
+    if params > MAX_PARAMS:
+        raise UserError(f"{method}/{arch} with these options has {params:,} parameters, more than "
+                        f"{MAX_PARAMS:,} (the largest registered model has about 62 million); "
+                        f"use smaller option values (--set ...)")
 
 
 def make_spec(method: str, arch: str | None, dataset: str, overrides: dict[str, str] | None = None,
@@ -140,7 +152,7 @@ def suite_file(name_or_path: str) -> Path:
     """The suite file a user named: an existing path, else an installed suite of that name
     ('mnist-table1', 'mnist-table1.toml' or 'benchmarks/mnist-table1.toml')."""
     p = Path(name_or_path)
-    if p.is_file():
+    if p.is_file() or (p.exists() and not p.is_dir()):   # not a regular file: read_suite says so
         return p
     known = installed_suites()
     if len(p.parts) <= 2 and (len(p.parts) == 1 or p.parts[0] == SUITES_PACKAGE) \
@@ -174,11 +186,15 @@ def _check_table(value, where: str, keys) -> dict:
 def read_suite(p: Path) -> dict:
     """The parsed TOML document of suite file `p`; one line when it cannot be read."""
     try:
-        return tomllib.loads(p.read_bytes().decode("utf-8"))
+        data = files.read_bounded(p, "suite file", "pass a suite .toml file", MAX_SUITE_BYTES,
+                                  follow_links=True)
+        return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise UserError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{p}: invalid TOML ({exc})") from None
+    except RecursionError:    # tomllib parses nested arrays and tables recursively
+        raise UserError(f"{p}: invalid TOML (nested too deeply); a suite nests a few levels") from None
     except OSError as exc:
         raise UserError(f"cannot read suite file {p}: {exc.strerror or exc}") from None
 
@@ -187,12 +203,13 @@ def load_suite(path: str, budget: str | None = None) -> Suite:
     """Parse a suite TOML file (a path or an installed suite's name) into RunSpecs for one
     budget.
 
-    Format: a `[suite]` table (name, description, dataset, seeds, default_budget),
+    Format: a `[suite]` table (name, description, dataset, seeds, default_budget, max_runs),
     `[budgets.<name>]` tables of training keys, and `[[runs]]` tables whose list
     values expand as a product (method, arch, dataset, seeds and training keys;
     `hparams` holds method options, also expanded when lists). A run with
     `budgets = [...]` belongs to those budgets only. A `[slurm]` table is kept as it is
-    for `sweep` (harness.schedule.options checks it).
+    for `sweep` (harness.schedule.options checks it). The runs are counted before they are
+    expanded: more than MAX_RUNS (or the suite's `max_runs`) is refused in one line.
     """
     p = suite_file(path)
     doc = read_suite(p)
@@ -221,26 +238,9 @@ def load_suite(path: str, budget: str | None = None) -> Suite:
     if not isinstance(runs, list):
         raise UserError(f"{p}: runs must be [[runs]] tables, got {type(runs).__name__}")
     base = {k: v for k, v in budgets.get(budget, {}).items() if k != "description"}
+    grids = _grids(p, head, base, runs, budget, budgets)
     specs: list[RunSpec] = []
-    for i, run in enumerate(runs):
-        where = f"{p}: runs[{i}]"
-        _check_table(run, where, RUN_KEYS + ("budgets",))
-        if "method" not in run:
-            raise UserError(f"{where}: missing 'method'")
-        only = run.get("budgets")   # a run that belongs to some budgets only (e.g. not the CPU one)
-        if only is not None:
-            if not isinstance(only, list) or not all(isinstance(b, str) and b in budgets for b in only):
-                raise UserError(f"{where}: budgets must be a list of this suite's budgets "
-                                f"({', '.join(budgets)}), got {only!r}")
-            if budget not in only:
-                continue
-        run = {k: v for k, v in run.items() if k != "budgets"}
-        merged = {"dataset": head.get("dataset"), "seeds": head.get("seeds", [0]), **base, **run}
-        if merged["dataset"] is None:
-            raise UserError(f"{where}: no dataset; set it in [suite] or in the run")
-        for key in ("method", "arch", "dataset", "optimizer", "schedule"):
-            if key in merged and not all(isinstance(v, str) for v in _as_list(merged[key])):
-                raise UserError(f"{where}: {key} must be a string (or a list of them), got {merged[key]!r}")
+    for where, merged in grids:
         hp = merged.pop("hparams", {})
         hp_keys = list(hp)
         keys = list(merged)
@@ -264,3 +264,39 @@ def load_suite(path: str, budget: str | None = None) -> Suite:
     return Suite(name=head.get("name", p.stem), description=head.get("description", ""),
                  path=str(p), budgets=budgets, budget=budget, specs=tuple(specs),
                  slurm=doc.get("slurm", {}))
+
+
+def _grids(p: Path, head: dict, base: dict, runs: list, budget: str, budgets: dict) -> list[tuple[str, dict]]:
+    """(where, merged values) of each [[runs]] table of `budget`, checked, and their runs
+    counted before any is expanded: a grid of a million runs is refused at once."""
+    out, total = [], 0
+    for i, run in enumerate(runs):
+        where = f"{p}: runs[{i}]"
+        _check_table(run, where, RUN_KEYS + ("budgets",))
+        if "method" not in run:
+            raise UserError(f"{where}: missing 'method'")
+        only = run.get("budgets")   # a run that belongs to some budgets only (e.g. not the CPU one)
+        if only is not None:
+            if not isinstance(only, list) or not all(isinstance(b, str) and b in budgets for b in only):
+                raise UserError(f"{where}: budgets must be a list of this suite's budgets "
+                                f"({', '.join(budgets)}), got {only!r}")
+            if budget not in only:
+                continue
+        run = {k: v for k, v in run.items() if k != "budgets"}
+        merged = {"dataset": head.get("dataset"), "seeds": head.get("seeds", [0]), **base, **run}
+        if merged["dataset"] is None:
+            raise UserError(f"{where}: no dataset; set it in [suite] or in the run")
+        for key in ("method", "arch", "dataset", "optimizer", "schedule"):
+            if key in merged and not all(isinstance(v, str) for v in _as_list(merged[key])):
+                raise UserError(f"{where}: {key} must be a string (or a list of them), got {merged[key]!r}")
+        total += math.prod(len(_as_list(v)) for k, v in merged.items() if k != "hparams") * \
+            math.prod(len(_as_list(v)) for v in merged.get("hparams", {}).values())
+        out.append((where, merged))
+    limit = head.get("max_runs", MAX_RUNS)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise UserError(f"{p}: suite.max_runs must be a whole number >= 1, got {limit!r}")
+    if total > limit:
+        raise UserError(f"{p}: the suite expands to {total:,} runs (budget {budget or '-'}), more than "
+                        f"the limit of {limit:,}; shorten its lists, or set max_runs = {total} in "
+                        f"[suite] if you mean it")
+    return out

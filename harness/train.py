@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from harness.contention import Monitor
 from harness.device import Timer, activate, peak_memory, reset_peak_memory, sync
 from harness.errors import UserError
-from harness.files import atomic_write
+from harness.files import atomic_write, open_regular
 from harness.graph import StepRunner, current_lr
 from harness import step as steps      # steps.train_step: one place to wrap every step
 from harness.step import make_optimizer, make_scheduler
@@ -116,9 +116,11 @@ CHECKPOINT_KEYS = {"model": dict, "optimizer": dict, "scheduler": dict, "rng": d
 def load_checkpoint(path: Path) -> dict:
     """Read a checkpoint without executing anything in it; one-line UserError if refused."""
     fix = "delete it, or pass --force to train the run again"
-    try:
-        with _allow_legacy_numpy():
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:   # only a regular file: a FIFO in its place would block here forever
+        with open_regular(path, "checkpoint", fix) as f, _allow_legacy_numpy():
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
+    except UserError:
+        raise
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)|but got (<[^>]+>)", str(exc))
         what = f" ({found.group(1) or found.group(2)})" if found else ""

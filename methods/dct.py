@@ -486,4 +486,7 @@ def default_arch(input_shape) -> str:
 def build_dct_select(arch, input_shape, num_classes, **hp):
     if hp["input"] == "dct" and hp["upsample"] == 2 and hp["block"] % 2:
         raise UserError(f"upsample=2 needs an even block size, got block={hp['block']}")
+    if hp["input"] == "dct" and hp["block"] > min(input_shape[-2:]):   # before its basis is made
+        raise UserError(f"block {hp['block']} is larger than the {input_shape[-2]}x{input_shape[-1]} "
+                        f"input; use a block of at most {min(input_shape[-2:])} (e.g. --set block=4)")
     return DCTSelectNet(arch, tuple(input_shape), num_classes, **hp)

@@ -12,6 +12,7 @@
       figures                learning curves, accuracy vs MACs / time, ops breakdown
       measured               the standalone measurements found under <results>/_measure
       render                 blocks -> report.md, report.html (figures embedded), runs.csv
+      markup                 the formats (Markdown, HTML, CSV cells), record text made inert
 
 Analyses of finished runs, run as modules:
 

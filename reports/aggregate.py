@@ -27,11 +27,17 @@ fingerprint in its record with this checkout (harness.fingerprint).
 Timings of runs whose record flags contention (`contention.unreliable`) are not
 averaged with clean ones: a row's timing is the mean of its clean runs, or, when
 every run is flagged, of the flagged runs with the row marked.
+
+Records come from a shared directory, so a field may hold anything: a number that is
+not a number reads as missing, and a record the tables cannot use (no method, arch,
+dataset or seed; "complete" without a test error) is listed as `unreadable` with the
+reason, and named in one warning line on stderr.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import sys
@@ -42,10 +48,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness import fingerprint, store
+from harness import files, fingerprint, store
 from harness.errors import UserError
 from harness.ops.convention import CATEGORIES as OPS_CATEGORIES
-from harness.store import RunRecord
+from harness.store import RunRecord, is_number
 from reports import inference
 
 # What makes two runs comparable at all (the "setting"); see the module docstring.
@@ -77,15 +83,28 @@ def device_label(env: dict, threads=None) -> str:
     return f"{device_class(env)} ({t} thread{'' if t == 1 else 's'})"
 
 
+def _num(value):
+    """A record's number, or None for anything else (a string, a bool, null, NaN)."""
+    return value if is_number(value) else None
+
+
+def _table(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
 def precision_policy(spec: dict, env: dict) -> str:
     """spec.precision, else environment.precision.policy; unrecorded in older records."""
-    p = spec.get("precision") or (env.get("precision") or {}).get("policy")
+    p = spec.get("precision") or _table(env.get("precision")).get("policy")
     return str(p) if p else UNKNOWN
 
 
 def precision_flags(env: dict) -> str:
     """The TF32 flags in force during the run, as recorded (environment.precision)."""
-    f = env.get("precision") or {}
+    f = _table(env.get("precision"))
     if "tf32_matmul" not in f:
         return UNKNOWN
     return (f"TF32 matmul {'on' if f['tf32_matmul'] else 'off'}, "
@@ -95,8 +114,7 @@ def precision_flags(env: dict) -> str:
 def per_image(b1, per_sample, batch: int):
     """MACs per image at `batch` from the batch-1 count and the per-sample part (records
     without the split: the batch-1 count)."""
-    if per_sample is None or (isinstance(per_sample, float) and math.isnan(per_sample)) \
-            or b1 is None or (isinstance(b1, float) and math.isnan(b1)):
+    if not is_number(per_sample) or not is_number(b1):
         return b1
     return per_sample + (b1 - per_sample) / batch
 
@@ -122,52 +140,67 @@ def set_macs_batch(runs: pd.DataFrame, batch: int) -> pd.DataFrame:
     return runs
 
 
+def record_problem(rec: dict) -> str:
+    """Why the tables cannot use a record ('' when they can): its spec must name the
+    method, arch and dataset (text) and the seed (a whole number); a complete run must
+    hold its test error."""
+    r = RunRecord.from_json(rec)
+    bad = [f"spec.{k}" for k in ("method", "arch", "dataset") if not isinstance(r.spec.get(k), str)]
+    seed = r.spec.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        bad.append("spec.seed")
+    if r.is_complete and not is_number(r.metrics.get("test_error")):
+        bad.append("metrics.test_error")
+    return f"lacks {', '.join(bad)} (or holds something else there)" if bad else ""
+
+
 def run_row(directory: Path, rec: dict) -> dict:
     r = RunRecord.from_json(rec)
     spec, env, m, t, ops, ds = r.spec, r.environment, r.metrics, r.timing, r.ops, r.dataset
-    threads = r.threads
-    per_sample = ops.get("per_sample") if isinstance(ops.get("per_sample"), dict) else {}
-    paper_terms = ops.get("paper_terms") if isinstance(ops.get("paper_terms"), dict) else {}
+    threads = _num(r.threads)
+    git, packages = _table(env.get("git")), _table(env.get("packages"))
+    reasons = r.contention.get("reasons")
+    per_sample, paper_terms = _table(ops.get("per_sample")), _table(ops.get("paper_terms"))
     code = fingerprint.check(env.get("code"))
     row = {
-        "run_id": r.run_id, "dir": str(directory),
+        "run_id": str(r.run_id if r.run_id is not None else directory.name), "dir": str(directory),
         "method": spec.get("method"), "arch": spec.get("arch"), "dataset": spec.get("dataset"),
-        "budget": spec.get("budget") or "-", "seed": spec.get("seed"),
-        "epochs": spec.get("epochs"), "status": r.status, "reason": r.reason,
-        "epochs_done": m.get("epochs_done"), "test_acc": m.get("test_acc"),
-        "test_error": m.get("test_error"), "val_acc": m.get("val_acc"),
-        "params": r.params,
-        "n_train": ds.get("n_train"), "n_val": ds.get("n_val"), "n_test": ds.get("n_test"),
-        "subset": int(spec.get("subset") or 0),
+        "budget": str(spec.get("budget") or "-"), "seed": spec.get("seed"),
+        "epochs": _num(spec.get("epochs")), "status": r.status, "reason": _text(r.reason),
+        "epochs_done": _num(m.get("epochs_done")), "test_acc": _num(m.get("test_acc")),
+        "test_error": _num(m.get("test_error")), "val_acc": _num(m.get("val_acc")),
+        "params": _num(r.params),
+        "n_train": _num(ds.get("n_train")), "n_val": _num(ds.get("n_val")), "n_test": _num(ds.get("n_test")),
+        "subset": int(_num(spec.get("subset")) or 0),
         "precision": precision_policy(spec, env), "precision_flags": precision_flags(env),
         "threads": int(threads) if threads is not None else -1,
         "device_class": device_class(env),
         # per image at batch 1 and the per-sample part; set_macs_batch gives the report's batch
-        "batch_size": spec.get("batch_size"),
-        "macs_fwd_b1": ops.get("macs_fwd"), "macs_bwd_b1": ops.get("macs_bwd"),
-        "macs_fwd_ps": per_sample.get("macs_fwd"), "macs_bwd_ps": per_sample.get("macs_bwd"),
-        "macs_fwd_paper": ops.get("macs_fwd_paper"),
-        **{f"paper_{k}": paper_terms.get(k) for k in ("conv", "fc", "fc_out")},
-        "ops_convention": (ops.get("convention") or {}).get("id") or UNKNOWN,
-        "ops_error": ops.get("error"),
-        "train_s": t.get("train_s"), "train_s_per_epoch": t.get("train_s_per_epoch"),
-        "throughput_img_s": t.get("throughput_img_s"), "step_mode": t.get("step_mode"),
-        "wall_s": t.get("wall_s"), "data_load_s": t.get("data_load_s"),
-        "test_eval_s": t.get("test_eval_s"), "sessions": t.get("sessions"),
-        "warmup_s": t.get("warmup_s"), "capture_s": t.get("capture_s"),
+        "batch_size": _num(spec.get("batch_size")),
+        "macs_fwd_b1": _num(ops.get("macs_fwd")), "macs_bwd_b1": _num(ops.get("macs_bwd")),
+        "macs_fwd_ps": _num(per_sample.get("macs_fwd")), "macs_bwd_ps": _num(per_sample.get("macs_bwd")),
+        "macs_fwd_paper": _num(ops.get("macs_fwd_paper")),
+        **{f"paper_{k}": _num(paper_terms.get(k)) for k in ("conv", "fc", "fc_out")},
+        "ops_convention": str(_table(ops.get("convention")).get("id") or UNKNOWN),
+        "ops_error": _text(ops.get("error")),
+        "train_s": _num(t.get("train_s")), "train_s_per_epoch": _num(t.get("train_s_per_epoch")),
+        "throughput_img_s": _num(t.get("throughput_img_s")), "step_mode": _text(t.get("step_mode")),
+        "wall_s": _num(t.get("wall_s")), "data_load_s": _num(t.get("data_load_s")),
+        "test_eval_s": _num(t.get("test_eval_s")), "sessions": _num(t.get("sessions")),
+        "warmup_s": _num(t.get("warmup_s")), "capture_s": _num(t.get("capture_s")),
         "unreliable": r.unreliable,
-        "unreliable_reasons": "; ".join(map(str, r.unreliable_reasons)),
-        "peak_mb": r.memory.get("peak_mb"),
-        "device": device_label(env, threads), "git_sha": (env.get("git") or {}).get("sha"),
-        "git_dirty": (env.get("git") or {}).get("dirty"),
+        "unreliable_reasons": "; ".join(map(str, reasons)) if isinstance(reasons, list) else "",
+        "peak_mb": _num(r.memory.get("peak_mb")),
+        "device": device_label(env, threads),
+        "git_sha": str(git["sha"]) if git.get("sha") else None, "git_dirty": git.get("dirty"),
         "code_state": code.state, "code_changed": ", ".join(code.changed), "code_why": code.why,
-        "torch": (env.get("packages") or {}).get("torch"), "python": env.get("python"),
+        "torch": _text(packages.get("torch")), "python": _text(env.get("python")),
         "reconstruction": r.method_info.get("reconstruction", False),
         "spec_json": json.dumps(spec, sort_keys=True, default=str),
     }
     for cat in OPS_CATEGORIES:
-        row[f"fwd_{cat}_b1"] = (ops.get("breakdown_fwd") or {}).get(cat)
-        row[f"fwd_{cat}_ps"] = (per_sample.get("breakdown_fwd") or {}).get(cat)
+        row[f"fwd_{cat}_b1"] = _num(_table(ops.get("breakdown_fwd")).get(cat))
+        row[f"fwd_{cat}_ps"] = _num(_table(per_sample.get("breakdown_fwd")).get(cat))
     return row
 
 
@@ -182,8 +215,9 @@ def cohort_key(row) -> str:
 
 def read_history(path: Path, keys: dict) -> list[dict]:
     """The rows of a history.csv as floats, each with `keys`; ValueError if malformed."""
-    with open(path, encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    # a regular file (not a FIFO, device or link) of a sane size: 800 epochs are 100 KB
+    data = files.read_bounded(path, "history", "delete it", limit=64 * 2**20)
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
     out = []
     for h in rows:
         if None in h or any(v is None for v in h.values()):
@@ -192,13 +226,19 @@ def read_history(path: Path, keys: dict) -> list[dict]:
     return out
 
 
-def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True):
+def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True, warn=None):
     """(runs, history) DataFrames for every run directory under `root`.
 
     With `run_ids`, only those runs are read, and runs of the set that have no
-    directory or record yet are listed with status 'missing' or 'unfinished'.
+    directory or record yet are listed with status 'missing' or 'unfinished'. A record
+    or history that cannot be used is listed (status 'unreadable', or without a learning
+    curve) and named in one line to `warn` (default: a warning on stderr).
     """
     from tqdm import tqdm
+
+    if warn is None:
+        def warn(text):
+            print(f"warning: {text}", file=sys.stderr)
 
     root = Path(root)
     if not root.exists():
@@ -218,8 +258,13 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
         rd = store.RunDir(d)
         try:
             rec = rd.read()       # completes an interrupted --force swap first
+            problem = "" if rec is None else record_problem(rec)
+            if problem:
+                raise UserError(f"run record {rd.result} {problem}; delete it, or run it again with --force")
         except UserError as exc:
-            rows.append({"run_id": d.name, "dir": str(d), "status": "unreadable", "reason": str(exc)})
+            reason = " ".join(str(exc).splitlines())
+            rows.append({"run_id": d.name, "dir": str(d), "status": "unreadable", "reason": reason})
+            warn(f"{reason} (listed as unreadable)")
             continue
         if rec is None:
             rows.append({"run_id": d.name, "dir": str(d), "status": "unfinished",
@@ -232,10 +277,10 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
             try:
                 hist += read_history(hpath, {k: row[k] for k in ("run_id", "method", "arch", "dataset",
                                                                    "budget", "seed", "device")})
-            except (OSError, ValueError, TypeError, csv.Error) as exc:
+            except (OSError, ValueError, TypeError, csv.Error, UserError) as exc:
                 # recorded, not fatal: the run keeps its row, without a learning curve
-                row["history_error"] = f"{hpath} unreadable ({exc}); no learning curve"
-                print(f"warning: {row['history_error']}", file=sys.stderr)
+                row["history_error"] = f"{hpath} unreadable ({' '.join(str(exc).split())}); no learning curve"
+                warn(row["history_error"])
     if run_ids is not None:
         for rid in sorted(run_ids - seen):
             rows.append({"run_id": rid, "status": "missing", "reason": "not run yet"})

@@ -4,14 +4,20 @@
     python -m measure.layers        -> <results>/_measure/layer_bench.csv   -> figures per group
     python -m measure.steps         -> <results>/_measure/step_bench.csv    -> a table, figures
                                        (and render's paper-budget projection of the cost)
-(`harness.store.measurement_csv` names the files for both sides.)
+(`harness.store.measurement_csv` names the files for both sides.) A file there that is
+not a readable CSV (or not a regular file at all) is left out with a warning.
 """
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 import pandas as pd
+
+from harness import files
+from harness.errors import UserError
 
 from harness import store
 from reports import figures
@@ -19,19 +25,29 @@ from reports import figures
 APPROX_CSV, LAYER_CSV, STEP_CSV = "approx_error", "layer_bench", "step_bench"
 
 
+def read_measurement(path: Path) -> pd.DataFrame | None:
+    """The measurement CSV at `path`; None (and a warning) when absent or unreadable."""
+    if not path.exists():
+        return None
+    try:
+        data = files.read_bounded(path, "measurement", "delete it or measure again", 64 * 2**20)
+        return pd.read_csv(io.BytesIO(data))
+    except (UserError, ValueError, UnicodeDecodeError) as exc:   # pandas' parser errors are ValueErrors
+        print(f"warning: {' '.join(str(exc).split())}; left out of the report", file=sys.stderr)
+        return None
+
+
 def blocks(root: Path, figdir: Path) -> list:
     """Figures (and the step table) of the measurements found under `root`."""
     approx, layer, steps = (store.measurement_csv(root, n) for n in (APPROX_CSV, LAYER_CSV, STEP_CSV))
     blocks: list = []
-    if approx.exists():
-        df = pd.read_csv(approx)
+    if (df := read_measurement(approx)) is not None:
         path = figures.csv_lines(df, "kept_fraction", "mean_rel_error", "method",
                                  "Relative l2 reconstruction error vs fraction of values kept",
                                  figdir / "approx_error.png", logx=True)
         if path:
             blocks.append(("img", path, f"Rippel Fig. 4a analogue ({approx.name})"))
-    if layer.exists():
-        df = pd.read_csv(layer)
+    if (df := read_measurement(layer)) is not None:
         if {"fwd_ms", "bwd_ms", "layer", "shape"} <= set(df.columns):
             if "error" in df:
                 df = df[df["error"].isna()]
@@ -43,8 +59,8 @@ def blocks(root: Path, figdir: Path) -> list:
                                     figdir / f"layer_bench_{store.slug(str(group))}.png")
                 if path:
                     blocks.append(("img", path, f"Layer speed benchmark, {group} ({layer.name})"))
-    if steps.exists():
-        blocks += step_bench_blocks(pd.read_csv(steps), figdir)
+    if (df := read_measurement(steps)) is not None:
+        blocks += step_bench_blocks(df, figdir)
     return blocks
 
 

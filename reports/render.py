@@ -9,9 +9,7 @@ with relative image links, and one HTML file with the images embedded as base64.
 
 from __future__ import annotations
 
-import base64
-import html
-import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +18,8 @@ from harness import files, store
 from harness.errors import UserError
 from reports import aggregate, figures, measured, reproduction
 from reports.formats import fmt_effect_tests, fmt_fixed, fmt_num, fmt_size, fmt_stat, row_stats
+from reports.markup import csv_cell, to_html, to_markdown
 from reports.published import PUBLISHED, load, load_published  # noqa: F401  (their names here too)
-
 
 
 # --------------------------------------------------------------------------- formatting
@@ -90,78 +88,6 @@ def paired_verdict(e) -> str:
     if e.p_holm < 0.05:
         return "lower error than the baseline" if e.mean < 0 else "higher error than the baseline"
     return "no detectable difference"
-
-
-# --------------------------------------------------------------------------- rendering
-
-# a cell that reads as a number (with a unit suffix or a timing mark): right-aligned
-NUMERIC = re.compile(r"^([+-]?[\d.,]+\s*[KMG%]?(\s*[‡§])?|–)$")
-
-
-def right_aligned(df: pd.DataFrame) -> list[bool]:
-    """Per column: every cell numeric (and not all '–'). Header and cells share it."""
-    out = []
-    for c in df.columns:
-        cells = [str(v) for v in df[c]]
-        out.append(all(NUMERIC.match(v) for v in cells) and any(v != "–" for v in cells))
-    return out
-
-
-def html_table(df: pd.DataFrame) -> str:
-    align = ["r" if r else "l" for r in right_aligned(df)]
-    head = "".join(f'<th class="{a}">{html.escape(str(c))}</th>' for c, a in zip(df.columns, align))
-    body = "\n".join("<tr>" + "".join(f'<td class="{a}">{html.escape(str(v))}</td>'
-                                       for v, a in zip(row, align)) + "</tr>"
-                      for row in df.itertuples(index=False))
-    return f'<table class="t">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>'
-
-
-def to_markdown(blocks, out_dir: Path) -> str:
-    parts = []
-    for kind, *rest in blocks:
-        if kind in ("h1", "h2", "h3"):
-            parts.append(f"{'#' * int(kind[1])} {rest[0]}\n")
-        elif kind == "p":
-            parts.append(rest[0] + "\n")
-        elif kind == "table":
-            df = rest[0]
-            if df.empty:
-                parts.append("_none_\n")
-            else:
-                # numbers stay as formatted (no re-parsing), aligned as in the HTML
-                align = ["right" if r else "left" for r in right_aligned(df)]
-                parts.append(df.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n")
-        elif kind == "img":
-            path, caption = rest
-            parts.append(f"![{caption}]({path.relative_to(out_dir).as_posix()})\n")
-    return "\n".join(parts)
-
-
-def to_html(blocks, title: str) -> str:
-    body = []
-    for kind, *rest in blocks:
-        if kind in ("h1", "h2", "h3"):
-            body.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
-        elif kind == "p":
-            body.append(f"<p>{html.escape(rest[0])}</p>")
-        elif kind == "table":
-            df = rest[0]
-            body.append(html_table(df) if not df.empty else "<p><em>none</em></p>")
-        elif kind == "img":
-            path, caption = rest
-            data = base64.b64encode(path.read_bytes()).decode()
-            body.append(f'<figure><img alt="{html.escape(caption)}" '
-                        f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}'
-                        f"</figcaption></figure>")
-    style = ("body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
-             "table.t{border-collapse:collapse;font-size:12px;margin:1em 0}"
-             "table.t td,table.t th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}"
-             "table.t th{background:#f3f3f3}"
-             "table.t .r{text-align:right;white-space:nowrap}table.t .l{text-align:left}"
-             "img{max-width:100%}figure{margin:1.5em 0}figcaption{font-size:12px;color:#555}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
-            f"</title><style>{style}</style></head><body>\n" + "\n".join(body)
-            + "\n</body></html>\n")
 
 
 def footer(runs: pd.DataFrame) -> pd.DataFrame:
@@ -268,10 +194,15 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
         raise UserError(f"{src} does not exist; pass a suite .toml file or a results directory")
     else:
         raise UserError(f"{src} is neither a suite .toml file nor a results directory")
-    runs, history = aggregate.load_runs(root, run_ids, progress=progress)
+    notes: list[str] = []      # unreadable records and histories: one warning line each
+    runs, history = aggregate.load_runs(root, run_ids, progress=progress, warn=notes.append)
     if "method" not in runs:
         raise UserError(f"no finished runs for {src} under {root}: "
-                        f"{len(runs)} runs are {', '.join(sorted(runs['status'].unique()))}")
+                        f"{len(runs)} runs are {', '.join(sorted(runs['status'].unique()))}"
+                        + (f" ({notes[0]}{f'; {len(notes) - 1} more' if len(notes) > 1 else ''})"
+                           if notes else ""))
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     summary = aggregate.summarize(runs)
     paired = aggregate.paired_vs(runs, baseline)
     entries, recipes = load()
@@ -356,7 +287,7 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
                                                    reason=bad["history_error"])])
     blocks += [("h2", "Failed, diverged and unfinished runs"),
                ("table", problems.reindex(columns=["method", "arch", "dataset", "budget", "seed",
-                                                   "status", "reason", "run_id"]).fillna("–"))]
+                                                   "status", "reason", "run_id"]).astype(object).fillna("–"))]
     blocks += [("h2", "Environment"), ("table", footer(runs))]
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "report.md"
@@ -420,8 +351,8 @@ def cost_blocks(runs: pd.DataFrame, summary: pd.DataFrame, setting_no: dict, roo
                          f"for {int(part['runs'].sum())} runs; at 800 epochs "
                          f"{(part['hours_at_paper_budget'] * part['runs']).sum():.0f} hours.")]
     steps = store.measurement_csv(root, measured.STEP_CSV)   # projected from the step benchmark
-    if steps.exists():
-        proj = reproduction.step_projection(pd.read_csv(steps), 45000, 5000, 800)
+    if (df := measured.read_measurement(steps)) is not None:
+        proj = reproduction.step_projection(df, 45000, 5000, 800)
         if not proj.empty:
             blocks += [("p", f"CIFAR-10 Table 2 at the paper's budget (800 epochs, 45,000 training "
                              f"images), projected from the step benchmark ({steps.name}): "
@@ -443,9 +374,11 @@ RUN_COLUMNS = ("run_id", "method", "arch", "variant", "dataset", "budget", "seed
 
 
 def write_run_table(runs: pd.DataFrame, out_dir: Path) -> Path:
-    """runs.csv: one row per run, the numbers behind every table (no paths)."""
+    """runs.csv: one row per run, the numbers behind every table (no paths); text from the
+    records is neutralized for spreadsheets (`csv_cell`)."""
     cols = [c for c in RUN_COLUMNS if c in runs.columns]
     path = out_dir / "runs.csv"
-    runs[cols].sort_values([c for c in ("method", "arch", "budget", "seed") if c in cols]) \
-        .to_csv(path, index=False)
+    table = runs[cols].sort_values([c for c in ("method", "arch", "budget", "seed") if c in cols])
+    table = table.apply(lambda col: col if pd.api.types.is_numeric_dtype(col) else col.map(csv_cell))
+    files.atomic_write(path, lambda f: f.write(table.to_csv(index=False).encode()))
     return path

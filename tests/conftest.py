@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data directory (skips when absent) and small datasets."""
+"""Shared fixtures: the real data directory (skips when absent) and small datasets; the
+`real_slurm` marker on every test that needs the local SLURM (`.ci/run` runs them alone)."""
 
 import os
 from pathlib import Path
@@ -51,3 +52,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use the real SLURM (the `slurm` fixture, tests/test_schedule.py) carry the
+    `real_slurm` marker: .ci/run runs them with `-m real_slurm` once SLURM is installed."""
+    for item in items:
+        if "slurm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_slurm)

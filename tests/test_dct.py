@@ -113,12 +113,12 @@ def test_frontend_standardizes_with_the_first_training_batch_and_freezes():
     np.testing.assert_allclose(z.std(dim=(0, 2, 3)).numpy(), 1, atol=1e-10)
     mean = fe.mean.clone()
     fe(rand(16, 3, 8, 8, seed=4))                  # a second batch does not refit
-    assert torch.equal(fe.mean, mean)
+    assert torch.equal(fe.mean, mean)            # a buffer left alone: exact
     other = DCTFrontend(3, 4, 2).double()          # the statistics travel with the state
     other.load_state_dict(fe.state_dict())
     other.train()
     other(rand(16, 3, 8, 8, seed=5))
-    assert torch.equal(other.mean, mean)
+    assert torch.equal(other.mean, mean)         # copied with the state: exact
 
 
 # --------------------------------------------------------------------------- subsets
@@ -219,7 +219,7 @@ def test_gate_eval_is_deterministic_argmax():
     gate = ChannelGate(6).double().eval()
     x = rand(4, 6, 2, 2, seed=3)
     a, b = gate(x), gate(x)
-    assert torch.equal(a, b)
+    assert torch.equal(a, b)                     # the same call repeated in one process: exact
     logits = gate.gate_logits(x)
     np.testing.assert_array_equal(gate.last_gate.numpy(),
                                   (logits[..., 1] > logits[..., 0]).double().numpy())
@@ -281,7 +281,9 @@ def test_rgb_baseline_is_the_full_backbone():
     cnn = methods.build(RunSpec("cnn", "lenet5", "test", hparams=resolve_hparams(
         "cnn", "lenet5", {})), (1, 28, 28), 10).eval()
     x = torch.randn(2, 1, 28, 28)
-    assert torch.equal(lenet(x), cnn(x))                 # the cnn method's LeNet-5, exactly
+    # the cnn method's LeNet-5, exactly: the same modules, weights and input, so the same
+    # kernels run on the same operands (equal by construction, on any CPU)
+    assert torch.equal(lenet(x), cnn(x))
 
 
 @pytest.mark.parametrize("hp", [{"select": "gate", "subset": 6}, {"block": 3},

@@ -72,7 +72,7 @@ def test_matmul_pool_path_equals_fft2_definition(mn, hw, scale):
         rows = frequency_mask_1d(hw[0], cut, dtype=torch.float64)
         cols = frequency_mask_1d(hw[1], cut, dtype=torch.float64)
         full = frequency_mask(hw, cut, dtype=torch.float64)
-        assert torch.equal(rows[:, None] * cols[None, :], full)       # the square is separable
+        assert torch.equal(rows[:, None] * cols[None, :], full)       # separable; 0/1 products: exact
         ref_m = spectral_pool(x, hw, fold_c=c, scale=scale, path="fft2", mask=full)
         out_m = spectral_pool(x, hw, fold_c=c, scale=scale, mask=(rows, cols))
         assert (out_m - ref_m).abs().max() < 1e-12
@@ -92,7 +92,7 @@ def test_device_cutoff_draws_like_the_host_one():
     b = sample_cutoff_tensor(27, 0.3)
     assert b.dim() == 0 and abs(float(b) - a) < 1e-5               # the same uniform draw
     for cut in (b, torch.tensor(13.0), torch.tensor(0.0)):
-        assert torch.equal(frequency_mask_1d(27, cut)[:, None] * frequency_mask_1d(20, cut),
+        assert torch.equal(frequency_mask_1d(27, cut)[:, None] * frequency_mask_1d(20, cut),  # 0/1: exact
                            frequency_mask((27, 20), cut))
 
 

@@ -116,13 +116,13 @@ def test_pooling_keeps_dc_and_band_limited_maps():
     for size in [(8, 8), (7, 9)]:
         Y = FourierPool2d(size)(X)
         assert Y.shape == (2, 3, *size)
-        assert torch.equal(Y[..., 0, 0], X[..., 0, 0])
+        assert torch.equal(Y[..., 0, 0], X[..., 0, 0])      # the crop copies the DC term: exact
     # a spectrum supported on |k|, |l| <= 3 (explicit FFT-order indices) survives pooling to 7x7
     S = torch.fft.fft2(rand(1, 1, 7, 7, seed=2))
     spec = torch.zeros(1, 1, 16, 16, dtype=torch.complex128)
     idx = [0, 1, 2, 3, 13, 14, 15]
     spec[..., [[i] for i in idx], idx] = S
-    assert torch.equal(FourierPool2d((7, 7))(spec), S)
+    assert torch.equal(FourierPool2d((7, 7))(spec), S)      # odd size: a pure copy, exact
 
 
 def test_model_never_inverts(monkeypatch):

@@ -128,4 +128,4 @@ def test_pad_kernel_top_left():
     w = torch.arange(1, 7, dtype=DT).reshape(1, 1, 2, 3)
     p = pad_kernel(w, (4, 5))
     assert p.shape == (1, 1, 4, 5)
-    assert torch.equal(p[..., :2, :3], w) and p.abs().sum() == w.abs().sum()
+    assert torch.equal(p[..., :2, :3], w) and p.abs().sum() == w.abs().sum()   # copies; integer sums

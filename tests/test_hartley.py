@@ -149,6 +149,7 @@ def test_gradcheck_float64():
 def test_same_parameters_and_initial_function_as_the_cnn(arch, shape):
     hart, cnn = net(arch, shape).double().eval(), net(arch, shape, method="cnn").double().eval()
     sd_h, sd_c = hart.state_dict(), cnn.state_dict()
+    # the same seed and initialisation calls: the same weights, exactly
     assert sd_h.keys() == sd_c.keys() and all(torch.equal(sd_h[k], sd_c[k]) for k in sd_c)
     x = rand(2, *shape)
     with torch.no_grad():

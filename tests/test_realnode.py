@@ -125,7 +125,7 @@ def test_same_parameters_and_initial_function_as_the_cnn(arch, shape):
     assert sum(p.numel() for p in real.parameters()) == sum(p.numel() for p in cnn.parameters())
     sd_r, sd_c = real.state_dict(), cnn.state_dict()
     assert sd_r.keys() == sd_c.keys()
-    assert all(torch.equal(sd_r[k], sd_c[k]) for k in sd_c)
+    assert all(torch.equal(sd_r[k], sd_c[k]) for k in sd_c)    # same seed, same init calls: exact
     x = rand(3, *shape)
     with torch.no_grad():
         assert (real(x) - cnn(x)).abs().max() < 1e-10

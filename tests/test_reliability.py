@@ -11,7 +11,12 @@
 - two `sweep --executor local` of one suite at once: both exit 0, every run trained once;
 - a table of bad inputs: each exits 2 with exactly one line on stderr, no traceback, and
   leaves no debris (no run directory holding only `.lock`, no created data directory,
-  no `%j` folder, no temporary files).
+  no `%j` folder, no temporary files), within 10 s; with the cases of issue 21 (FIFOs and
+  /dev/zero where files belong, nesting 200,000 deep, a million-run grid, absurd
+  numbers, a host with sbatch but no srun), each run under an alarm and a memory limit
+  so that a hang fails the case, not the test run;
+- issue 21 besides: `status` reads no log outside its suite folder and calls a run
+  running only while the very process recorded is alive; report.md and runs.csv are inert.
 
 Kills use a child process that SIGKILLs itself at the chosen point (the same as an
 outside `kill -9` there, but exactly at the point). The points are drawn from a seeded
@@ -21,6 +26,7 @@ RNG ($SPECTRAL_BENCH_KILL_SEED, default 12) and printed. Everything runs on a 40
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -85,6 +91,7 @@ def snapshot(run_dir: Path) -> dict:
 
 
 def same(a: dict, b: dict) -> bool:
+    """Bit-identical: holds by construction for a rerun on this machine, one thread."""
     return (a["status"], a["metrics"], a["history"]) == (b["status"], b["metrics"], b["history"]) and \
         a["model"].keys() == b["model"].keys() and all(torch.equal(a["model"][k], b["model"][k])
                                                        for k in a["model"])
@@ -452,12 +459,15 @@ def test_status_into_a_closed_pipe_is_quiet(npz, tmp_path):
 
 
 def test_refused_sbatch_leaves_no_files(npz, tmp_path, capsys, monkeypatch):
+    # every program submitit needs (sbatch refuses), and nothing else on PATH: a SLURM
+    # installed on this machine by an earlier run must not take part
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    sbatch = bin_dir / "sbatch"
-    sbatch.write_text("#!/bin/sh\necho 'sbatch: error: invalid partition specified: nope' >&2\nexit 1\n")
-    sbatch.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    for name, body in (("sbatch", "echo 'sbatch: error: invalid partition specified: nope' >&2\nexit 1"),
+                       ("srun", "exit 0"), ("scontrol", "exit 0")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
     suite = write_suite(tmp_path / "pair.toml", npz)
     results = tmp_path / "r"
     assert main(["sweep", str(suite), "--results-dir", str(results), "--max-array-size", "5"]) == 2
@@ -722,41 +732,58 @@ def debris(t: Path, before: set[str]) -> list[str]:
 
 
 def test_bad_inputs_one_line_exit_2_no_debris(npz, reference, tmp_path, capsys, monkeypatch):
-    cases = bad_inputs(npz, reference)
-    tried, clean, tracebacks, accepted, problems = len(cases), 0, 0, 0, []
-    for i, (name, argv, patch, expect) in enumerate(cases):
+    """Every case: its expected outcome (one `error:` line and exit 2, unless the case says
+    otherwise: `Warned`, `Shown`), within 10 s, no debris. The issue-21 cases (a section
+    of their own below) are tallied apart. Each case runs `guarded`: a harness that hangs
+    or streams /dev/zero fails the case instead of the test process."""
+    import harness.runner, harness.schedule, reports.render    # noqa: F401 - imports are not a case's time
+
+    old, new = bad_inputs(npz, reference), issue21_inputs(npz, reference)
+    tally = {"old": {}, "new": {}}
+    problems = []
+    for i, (name, argv, patch, expect) in enumerate(old + new):
         t = tmp_path / f"c{i:02d}"
         t.mkdir()
         args = argv(t)
         before = {str(p.relative_to(t)) for p in t.rglob("*")}
-        capsys.readouterr()
-        with monkeypatch.context() as mp:
-            if patch:
-                patch(mp, t)
-            try:
-                code = main(args)
-            except BaseException as exc:  # noqa: BLE001 - the battery counts, then reports
-                code = f"{type(exc).__name__}: {exc}"
-        captured = capsys.readouterr()
-        lines = captured.err.strip().splitlines()
-        if not isinstance(code, int):
-            tracebacks += 1
-            problems.append(f"{name}: traceback {code}")
-            continue
-        if code == 0:
-            accepted += 1
-            problems.append(f"{name}: accepted (exit 0)")
-            continue
-        ok = code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0]
-        left = debris(t, before)
-        if ok and not left:
-            clean += 1
-        else:
-            problems.append(f"{name}: exit {code}, stderr {lines!r}, debris {left}")
-    print(f"\nbad inputs: {tried} tried, {clean} clean one-line errors (exit 2, no debris), "
-          f"{tracebacks} tracebacks, {accepted} accepted")
-    assert tried >= 40
+        _run_case(i, name, args, patch, expect, t, before, len(old), tally, problems, capsys, monkeypatch)
+    for which, label in (("old", "bad inputs"), ("new", "issue 21 cases")):
+        counts = tally[which]
+        n = len(old) if which == "old" else len(new)
+        if which == "new":
+            label += f" ({sum(not c[0].startswith('21+') for c in new)} listed in the issue, the rest found beside them)"
+        print(f"\n{label}: {n} tried, {counts.get('clean', 0)} clean (the expected one line, exit "
+              f"status, within 10 s, no debris); " + ", ".join(
+                  f"{v} {k}" for k, v in sorted(counts.items()) if k != "clean"))
+    assert len(old) >= 40 and len(new) >= 25
     assert not problems, "\n".join(problems)
+
+
+def _run_case(i, name, args, patch, expect, t, before, n_old, tally, problems, capsys, monkeypatch):
+    """Run one battery case (in this process, or in a child) and count its verdict."""
+    capsys.readouterr()
+    with monkeypatch.context() as mp:
+        if patch:
+            patch(mp, t)
+        t0 = time.monotonic()
+        try:
+            with guarded():
+                code = main(args)
+        except Hung:
+            code = None
+        except BaseException as exc:  # noqa: BLE001 - the battery counts, then reports
+            code = f"{type(exc).__name__}: {str(exc)[:300]}"
+        seconds = time.monotonic() - t0
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
+    kind, detail = judge(code, out, err, seconds, expect)
+    left = debris(t, before)
+    if kind == "clean" and left:
+        kind, detail = "debris", f"debris {left}"
+    counts = tally["old" if i < n_old else "new"]
+    counts[kind] = counts.get(kind, 0) + 1
+    if kind != "clean":
+        problems.append(f"{name}: {kind}: {detail}")
 
 
 def test_status_of_a_duplicate_slurm_task_that_found_its_run_locked(tmp_path, monkeypatch):
@@ -767,7 +794,8 @@ def test_status_of_a_duplicate_slurm_task_that_found_its_run_locked(tmp_path, mo
     s = load_suite(str(suite))
     sdir = schedule.suite_dir(tmp_path / "r", s)
     sdir.mkdir(parents=True)
-    log = tmp_path / "5_0_0_log.out"
+    log = sdir / "logs" / "5_0" / "5_0_0_log.out"       # where sweep's job logs live
+    log.parent.mkdir(parents=True)
     log.write_text(f"harness: run {s.specs[0].run_id} is running elsewhere (being trained by another "
                    f"process); wait for it or stop it\n")
     files.write_json(sdir / "manifest.json", {"submissions": [], "runs": {s.specs[0].run_id: {
@@ -1149,3 +1177,365 @@ def test_a_thread_count_from_a_checkpoint_is_used_only_when_sane():
     m = Monitor(threads=3, cores=4)
     assert m.restore({"threads_by_session": [1, 1]}) == 1 and m.threads_by_session == [1, 1, 1]
     assert m.summary([])["threads"] == 1
+
+
+# ----------------------------------------------------------------------------- issue 21 (21a)
+# No input hangs, ends in a traceback or is wrongly accepted; status reads only its own
+# logs and tells a live process from a recycled pid; report.md and runs.csv are inert;
+# SLURM is detected by every program submitit needs. The cases below join the bad-input
+# battery above (test_bad_inputs_one_line_exit_2_no_debris), which prints their tally.
+
+HANG_S = 20                # a case still running after this long hung (checked by SIGALRM)
+DEEP = "[" * 200_000 + "]" * 200_000      # JSON nested 200,000 levels deep
+
+
+class Hung(BaseException):
+    """Raised by `guarded`'s alarm: the command did not answer within HANG_S."""
+
+
+@contextlib.contextmanager
+def guarded():
+    """Run a command so that a broken harness fails the case, not the test process: an
+    alarm after HANG_S (it interrupts a blocked open() of a FIFO and any Python loop), and
+    an address-space limit 2 GiB above the present size (reading /dev/zero to the end
+    ends in a MemoryError, not in swapping the machine). Both are restored afterwards."""
+    import resource
+
+    with open("/proc/self/status") as f:
+        size = int(f.read().split("VmSize:")[1].split()[0]) * 1024
+    limits = resource.getrlimit(resource.RLIMIT_AS)
+
+    def alarm(signum, frame):
+        raise Hung()
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    resource.setrlimit(resource.RLIMIT_AS, (size + 2 * 2**30, limits[1]))
+    signal.alarm(HANG_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        resource.setrlimit(resource.RLIMIT_AS, limits)
+
+
+def _no_absurd_thread_pool(mp, t) -> None:
+    """A harness that accepted the count would ask libgomp for it, which then exits the
+    whole test process (`libgomp: Out of memory allocating ...`): the request fails here
+    instead, so the case counts as a traceback, not as a dead test run."""
+    real = torch.set_num_threads
+
+    def set_num_threads(n):
+        if n > 4096:
+            raise RuntimeError(f"the harness asked libgomp for {n} threads")
+        real(n)
+    mp.setattr(torch, "set_num_threads", set_num_threads)
+
+
+class Warned(str):
+    """Expected: exit 0 and one stderr line `warning: ...` holding the text (report lists
+    the run as unreadable)."""
+
+
+class Shown(str):
+    """Expected: exit 0, nothing on stderr, the text in stdout (status shows it in a row)."""
+
+
+def judge(code, out: str, err: str, seconds: float, expect: str) -> tuple[str, str]:
+    """('clean', '') or (what went wrong, details) for one battery case."""
+    if isinstance(out, bytes):
+        out, err = out.decode(errors="replace"), err.decode(errors="replace")
+    lines = err.strip().splitlines()
+    if code is None:
+        return "hang", f"no answer within {HANG_S} s"
+    if not isinstance(code, int) or "Traceback (most recent call last)" in err:
+        return "traceback", str(code) if not isinstance(code, int) else (lines or ["?"])[-1][:300]
+    if code < 0:
+        return "crash", f"killed by signal {-code}; stderr {lines[-2:]!r}"
+    want = 0 if isinstance(expect, (Warned, Shown)) else 2
+    if code != want:
+        return ("accepted" if code == 0 else f"exit {code}"), f"stderr {lines[-3:]!r}"
+    if isinstance(expect, Shown):
+        ok = not lines and expect in out
+    else:
+        first = "warning: " if isinstance(expect, Warned) else "error: "
+        ok = len(lines) == 1 and lines[0].startswith(first) and expect in lines[0]
+    if not ok:
+        return ("multi-line" if len(lines) > 1 else "unclean"), f"stderr {lines[:4]!r}, stdout {out[-300:]!r}"
+    if seconds >= 10:
+        return "slow", f"{seconds:.1f} s"
+    return "clean", ""
+
+
+def _q_spec(npz: Path):
+    """The spec of `run` as the battery's run commands give it (1 epoch, val_size 100)."""
+    return make_spec("cnn", None, str(npz), {"val_size": "100"}, epochs=1)
+
+
+def _q(npz: Path, t: Path, *extra, results=None) -> list[str]:
+    return ["run", "--dataset", str(npz), "--epochs", "1", "--device", "cpu", "--results-dir",
+            str(t / "r") if results is None else results, "--data-dir", str(t / "d"), "--quiet",
+            "--set", "val_size=100", *extra]
+
+
+def _in_run_dir(npz: Path, t: Path, name: str, make) -> Path:
+    """Put `make(path)` at <run dir of the battery's run>/<name>; returns the path."""
+    d = store.run_dir(t / "r", _q_spec(npz))
+    d.mkdir(parents=True, exist_ok=True)
+    make(d / name)
+    return d / name
+
+
+def _suite_status(t: Path, *, task=None, manifest: str | None = None, attempts=None,
+                  record: str | None = None, command: str = "status") -> list[str]:
+    """SUITE_OK under t/r with a planted manifest task (or manifest text), attempts file
+    (a callable making it) or record; the `status` (or `sweep --dry-run`) command."""
+    from harness.suite import load_suite
+
+    suite = _suite(t / "s.toml", SUITE_OK)
+    s = load_suite(str(suite))
+    sdir = schedule.suite_dir(t / "r", s)
+    sdir.mkdir(parents=True)
+    d = store.run_dir(t / "r", s.specs[0])
+    d.mkdir(parents=True)
+    if task is not None:
+        task = task(sdir) if callable(task) else task
+        files.write_json(sdir / "manifest.json", {"submissions": [], "runs": {s.specs[0].run_id: task}})
+    if manifest is not None:
+        (sdir / "manifest.json").write_text(manifest)
+    if attempts is not None:
+        attempts(d / "attempts.jsonl")
+    if record is not None:
+        (d / "result.json").write_text(record)
+    if command == "status":
+        return ["status", str(suite), "--results-dir", str(t / "r")]
+    return ["sweep", str(suite), "--dry-run", "--results-dir", str(t / "r")]
+
+
+def _fifo_log(sdir: Path) -> dict:
+    log = sdir / "logs" / "5_0" / "5_0_0_log.out"
+    log.parent.mkdir(parents=True)
+    os.mkfifo(log)
+    return {"job_id": "5_0", "executor": "slurm", "log": str(log)}
+
+
+def _report_with(t: Path, reference, record: str) -> list[str]:
+    """A finished run (the reference) and a planted record beside it; `report` of them."""
+    shutil.copytree(reference["dir"], t / "r" / "x" / "y" / reference["dir"].name)
+    bad = t / "r" / "x" / "y" / "planted-s0"
+    bad.mkdir()
+    (bad / "result.json").write_text(record)
+    return ["report", str(t / "r"), "--out", str(t / "o"), "--quiet"]
+
+
+def _cifar_with_persistent_id(t: Path) -> Path:
+    from harness.data.formats import CIFAR_DIR, CIFAR_FILES
+
+    folder = t / "cifar" / CIFAR_DIR
+    folder.mkdir(parents=True)
+    for name in CIFAR_FILES:       # protocol 2: a string, then BINPERSID
+        (folder / name).write_bytes(b"\x80\x02X\x01\x00\x00\x00aQ.")
+    return t / "cifar"
+
+
+def _srun_missing(mp, t: Path) -> None:
+    """PATH holds an sbatch (that would accept anything) but no srun or scontrol."""
+    bin_dir = t.parent / f"{t.name}-bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text("#!/bin/sh\necho 'Submitted batch job 5'\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    mp.setenv("PATH", str(bin_dir))
+
+
+def _grid_suite(t: Path, n: int) -> Path:
+    """A suite whose one [[runs]] table is an n x n grid (seeds x lr)."""
+    return _suite(t / "grid.toml", SUITE_OK.replace('method = "cnn"\n', "method = \"cnn\"\nseeds = [%s]\nlr = [%s]\n" % (
+        ", ".join(map(str, range(n))), ", ".join(f"{0.001 * (i + 1):.3f}" for i in range(n)))))
+
+
+def issue21_inputs(npz, reference):
+    """The cases of issue 21 ("Hangs", "Tracebacks", "Accepted bad values", "Also
+    multi-line errors"; "21+": two more found beside them), as (name, argv builder(t),
+    patch or None, expectation)."""
+    complete_only = json.dumps({"status": "complete"})
+    strings = json.dumps({"status": "complete", "run_id": "planted-s0", "spec": {
+        "method": "cnn", "arch": "lenet5", "dataset": "synthetic", "seed": 0},
+        "metrics": {"test_error": "low", "test_acc": "high", "epochs_done": "3"},
+        "timing": {"train_s": "fast"}})
+    return [
+        # hangs
+        ("21: checkpoint.pt is a FIFO", lambda t: (_in_run_dir(npz, t, "checkpoint.pt", os.mkfifo), _q(npz, t))[1],
+         None, "is a FIFO"),
+        ("21+: result.json is a FIFO", lambda t: (_in_run_dir(npz, t, "result.json", os.mkfifo), _q(npz, t))[1],
+         None, "is a FIFO"),
+        ("21: status, manifest names a FIFO as log", lambda t: _suite_status(t, task=_fifo_log), None,
+         "FIFO"),
+        ("21: status, manifest names /dev/zero as log", lambda t: _suite_status(t, task={
+            "job_id": "5_0", "executor": "slurm", "log": "/dev/zero"}), None, "a device"),
+        ("21: status, attempts.jsonl is /dev/zero", lambda t: _suite_status(
+            t, attempts=lambda p: p.symlink_to("/dev/zero")), None, "attempts file"),
+        ("21+: status, attempts.jsonl is a FIFO", lambda t: _suite_status(t, attempts=os.mkfifo), None,
+         "attempts file"),
+        ("21: sweep --dry-run of a 1,000,000-run grid", lambda t: [
+            "sweep", str(_grid_suite(t, 1000)), "--dry-run", "--results-dir", str(t / "r")], None,
+         "1,000,000 runs"),
+        # tracebacks
+        ("21: --results-dir with a 256-character component", lambda t: _q(npz, t, results=str(t / ("a" * 256))),
+         None, "too long"),
+        ("21: --results-dir under /proc/1/", lambda t: _q(npz, t, results="/proc/1/results-21"), None,
+         "/proc/1/results-21"),
+        ("21: status, manifest job id is an int", lambda t: _suite_status(t, task={
+            "job_id": 5, "executor": "slurm"}), None, "job_id"),
+        ("21: status, manifest job id is a list", lambda t: _suite_status(t, task={
+            "job_id": ["5", "6"], "executor": "slurm"}), None, "job_id"),
+        ("21: status, 200,000-deep manifest", lambda t: _suite_status(t, manifest=DEEP), None, "nested"),
+        ("21: sweep --dry-run, 200,000-deep manifest", lambda t: _suite_status(t, manifest=DEEP, command="dry-run"),
+         None, "nested"),
+        ("21: sweep --dry-run, 200,000-deep record", lambda t: _suite_status(t, record=DEEP, command="dry-run"),
+         None, "nested"),
+        ("21: status, 200,000-deep record", lambda t: _suite_status(t, record=DEEP), None, Shown("nested")),
+        ("21: report, 200,000-deep record", lambda t: _report_with(t, reference, DEEP), None, Warned("nested")),
+        ("21: report, record holding only a status", lambda t: _report_with(t, reference, complete_only), None,
+         Warned("lacks")),
+        ("21: report, record with string metrics", lambda t: _report_with(t, reference, strings), None,
+         Warned("metrics.test_error")),
+        ("21+: suite TOML nested 100,000 deep", lambda t: ["sweep", str(_file(
+            t / "n.toml", b"x = " + b"[" * 100_000 + b"]" * 100_000 + b"\n")), "--dry-run"], None, "nested"),
+        ("21: --threads 99999 under a memory limit", lambda t: _q(npz, t, "--threads", "99999"),
+         _no_absurd_thread_pool, "--threads"),
+        # accepted bad values
+        ("21: --device cpu:7", lambda t: _q(npz, t, "--device", "cpu:7"), None, "cpu:7"),
+        ("21: --devices ,", lambda t: ["sweep", str(_suite(t / "s.toml", SUITE_OK)), "--executor", "local",
+                                       "--devices", ",", "--dry-run", "--results-dir", str(t / "r")], None,
+         "--devices"),
+        ("21: suite threads = 1e9", lambda t: ["sweep", str(_suite(t / "s.toml", SUITE_OK + "threads = 1e9\n")),
+                                               "--dry-run", "--results-dir", str(t / "r")], None, "--threads"),
+        ("21: suite epochs = 1e11", lambda t: ["sweep", str(_suite(t / "s.toml", SUITE_OK + "epochs = 1e11\n")),
+                                               "--dry-run", "--results-dir", str(t / "r")], None, "--epochs"),
+        ("21: --threads 1000000000", lambda t: _q(npz, t, "--threads", "1000000000"), _no_absurd_thread_pool,
+         "--threads"),
+        # multi-line errors
+        ("21: CIFAR batch with a persistent-id opcode", lambda t: [
+            "run", "--dataset", "cifar10", "--data-dir", str(_cifar_with_persistent_id(t)), "--epochs", "1",
+            "--device", "cpu", "--results-dir", str(t / "r"), "--quiet"], None, "persistent id"),
+        ("21: run on a finished record without metrics", lambda t: (_in_run_dir(
+            npz, t, "result.json", lambda p: p.write_text(complete_only)), _q(npz, t))[1], None, "--force"),
+        # found beside them: options open above, bounded by the model they make
+        ("21+: --set kernel=99999 (10^15 parameters)", lambda t: _q(
+            npz, t, "--method", "spectral-pooling", "--set", "kernel=99999"), None, "parameters"),
+        ("21+: dct-select --set block=1000000000", lambda t: _q(
+            npz, t, "--method", "dct-select", "--set", "block=1000000000"), None, "block"),
+        # SLURM detected by every program submitit needs
+        ("21: sweep where sbatch is but srun is not", lambda t: [
+            "sweep", str(_suite(t / "s.toml", SUITE_OK)), "--results-dir", str(t / "r"), "--max-array-size",
+            "5"], _srun_missing, "srun not found"),
+    ]
+
+
+def test_run_suite_on_a_record_without_metrics_names_the_file(tmp_path, capsys):
+    """Not `failed: KeyError: 'test_error'`: the refusal names the record and the fix."""
+    from harness.suite import load_suite
+
+    suite = _suite(tmp_path / "s.toml", SUITE_OK)
+    d = store.run_dir(tmp_path / "r", load_suite(str(suite)).specs[0])
+    d.mkdir(parents=True)
+    (d / "result.json").write_text('{"status": "complete"}')
+    assert main(["run", "--suite", str(suite), "--results-dir", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "KeyError" not in err and "Traceback" not in err and "failed:" not in err, err
+    refused = next(line for line in err.splitlines() if "refused" in line)
+    assert str(d / "result.json") in refused and "--force" in refused
+    assert err.strip().splitlines()[-1].startswith("error: 1 of 1 runs")
+
+
+def test_status_reads_only_its_own_logs_and_checks_the_process(tmp_path, capsys, monkeypatch):
+    """A manifest naming a file outside the suite folder (someone's secrets) as a log: not
+    read. An attempts line naming pid 1 (alive, but not the process that started the run),
+    or a pid whose start time differs: not running. The controls: a log inside the suite
+    folder is read, and an attempts line of this very process reads as running."""
+    import socket
+
+    from harness.suite import load_suite
+
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm"))   # no sacct/squeue: the files answer
+    suite = _suite(tmp_path / "s.toml", SUITE_OK.replace('name = "t"', 'name = "t"\nseeds = [0, 1, 2, 3, 4]'))
+    specs = load_suite(str(suite)).specs
+    root = tmp_path / "r"
+    sdir = schedule.suite_dir(root, load_suite(str(suite)))
+    secret = tmp_path / "secret.env"
+    secret.write_text("Traceback (most recent call last):\n  x\nSECRET=hunter2\n")
+    inside = sdir / "logs" / "7_3" / "7_3_0_log.out"
+    inside.parent.mkdir(parents=True)
+    inside.write_text("Traceback (most recent call last):\n  x\nValueError: the real reason\n")
+    host = socket.gethostname()
+    # this process, as an attempts line names it, read from /proc here (field 22: start time)
+    me = {"pid": os.getpid(), "pid_start": Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1]
+          .split()[19], "boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip()}
+    pid1 = {"event": "start", "t": 1.0, "host": host, "pid": 1}
+    recycled = {**pid1, "pid_start": "1", "boot_id": me["boot_id"]}    # pid 1, another start time
+    tasks = {0: {"job_id": "7_0", "executor": "slurm", "log": str(secret)},
+             1: {"job_id": "1", "executor": "local", "log": None},
+             2: {"job_id": "1", "executor": "local", "log": None},
+             3: {"job_id": "7_3", "executor": "slurm", "log": str(inside)},
+             4: {"job_id": str(os.getpid()), "executor": "local", "log": None}}
+    attempts = {1: pid1, 2: recycled, 4: {"event": "start", "t": 1.0, "host": host, **me}}
+    for i, s in enumerate(specs):
+        store.run_dir(root, s).mkdir(parents=True)
+        if i in attempts:
+            (store.run_dir(root, s) / "attempts.jsonl").write_text(json.dumps(attempts[i]) + "\n")
+    files.write_json(sdir / "manifest.json", {"submissions": [], "runs": {
+        specs[i].run_id: t for i, t in tasks.items()}})
+    assert main(["status", str(suite), "--results-dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    rows = schedule.suite_status(str(suite), results_dir=root)["rows"]
+    assert "hunter2" not in out and all("hunter2" not in r.detail for r in rows), out
+    assert rows[0].log == str(secret) and "outside the suite folder: not read" in rows[0].detail
+    assert [r.state for r in rows[1:3]] == ["unknown", "unknown"], [(r.state, r.detail) for r in rows]
+    assert rows[3].detail == "ValueError: the real reason"         # inside: read
+    assert rows[4].state == "running"                                # this very process
+    from harness.schedule.job import this_process               # what a job's start line holds
+    assert this_process() == me
+
+
+def test_report_md_and_runs_csv_are_inert(npz, reference, tmp_path):
+    """Markup and spreadsheet formulas from record fields come out as text."""
+    import csv
+
+    root = tmp_path / "r"
+    d = root / "x" / "y" / reference["dir"].name
+    shutil.copytree(reference["dir"], d)
+    rec = json.loads((d / "result.json").read_text())
+    rec["environment"]["cpu"] = "<img src=x onerror=alert(1)>"
+    rec["spec"]["budget"] = '=HYPERLINK("http://evil.example","click")'
+    (d / "result.json").write_text(json.dumps(rec))
+    failed = root / "x" / "y" / "failed-s1"
+    failed.mkdir()
+    (failed / "result.json").write_text(json.dumps({
+        "status": "failed", "run_id": "failed-s1", "reason": "[click](javascript:alert(1)) <script>x</script>",
+        "spec": {"method": "@SUM(1+1)", "arch": "lenet5", "dataset": "-2+3", "seed": 1, "budget": "-2"}}))
+    assert main(["report", str(root), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    md = (tmp_path / "o" / "report.md").read_text()
+    import re
+
+    for markup in ("<img", "<script"):
+        assert markup not in md, markup
+    text = "\n".join(ln for ln in md.splitlines() if not ln.startswith("![Setting"))  # our figures
+    assert not re.search(r"(?<!\\)\]\(", text), "a link or image survived"    # only `\](`, escaped
+    assert "&lt;img src=x onerror=alert(1)&gt;" in md          # shown, as text
+    htm = (tmp_path / "o" / "report.html").read_text()
+    assert "<img src=x" not in htm and "<script>" not in htm
+    with open(tmp_path / "o" / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    cells = [v for row in rows for v in row.values()]
+    live = [v for v in cells if v[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(v)]
+    assert not live, live
+    assert "'=HYPERLINK(\"http://evil.example\",\"click\")" in cells and "'@SUM(1+1)" in cells
+    assert "'-2+3" in cells and "-2" in cells                     # a number stays a number
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False

@@ -4,6 +4,7 @@ RunRecord reads every record of schema v1 (optional fields tolerated), one lock 
 import pytest
 
 from harness import store
+from harness.errors import UserError
 
 
 def test_run_dir_is_derived_from_run_id(tmp_path):
@@ -25,6 +26,11 @@ def test_run_dir_spells_the_files_once(tmp_path):
     assert rd.staging.path == rd.path / ".staging" and store.RUN_FILES[-1] == "result.json"
     assert rd.read() is None and rd.record() is None and not rd.is_finished()
     rd.write({"status": "complete", "metrics": {"test_acc": 0.5}}, history=[{"epoch": 1}])
+    with pytest.raises(UserError, match="says complete but lacks metrics.test_error"):
+        rd.is_finished()          # a "complete" record without its numbers is not whole
+    whole = {"status": "complete", "metrics": {"test_acc": 0.5, "test_error": 0.5, "epochs_done": 1},
+             "timing": {"train_s": 1.0, "train_s_per_epoch": 1.0, "throughput_img_s": 9.0}}
+    rd.write(whole, history=[{"epoch": 1}])
     assert rd.history.read_text() == "epoch\n1\n" and rd.is_finished()
     assert rd.record().test_acc == 0.5 and store.read_record(rd.path)["status"] == "complete"
 

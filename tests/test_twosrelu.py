@@ -176,4 +176,4 @@ def test_network_reuses_the_fcnn_layers_and_is_labelled_a_reconstruction():
     assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
     # the pool is the shared crop: 28 -> 14 on the first block's output
     z = torch.randn(2, 6, 28, 28, dtype=torch.cfloat)
-    assert torch.equal(model.features[2](z), spectral_crop(z, (14, 14), fold_c=0.5))
+    assert torch.equal(model.features[2](z), spectral_crop(z, (14, 14), fold_c=0.5))   # the same call

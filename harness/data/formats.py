@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import files
 from harness.errors import UserError
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -123,10 +124,9 @@ def fetch_all(jobs: list[tuple[list[str], Path, str]], what: str, folder: Path) 
 
 def read_idx(path: Path, magic: int, count: int, shape: tuple[int, ...] = ()) -> np.ndarray:
     """Read an IDX file (.gz or raw) and check magic number, count and item shape."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
+    try:   # a regular file only: a FIFO in its place would block the read forever
+        with files.open_regular(path, "IDX file", "re-download the file", follow_links=True) as f:
+            raw = gzip.GzipFile(fileobj=f).read() if path.suffix == ".gz" else f.read()
     except (OSError, EOFError) as exc:
         raise UserError(f"cannot read {path}: {exc}; re-download the file") from None
     ndim = len(shape) + 1
@@ -218,15 +218,23 @@ class RestrictedUnpickler(pickle.Unpickler):
             f"refusing to load global {module}.{name}: a CIFAR batch may only contain "
             f"dicts, lists, strings and numpy arrays")
 
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refusing a persistent id: a CIFAR batch may only contain "
+                                     "dicts, lists, strings and numpy arrays")
+
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    fix = "re-download CIFAR-10"
     try:
-        with open(path, "rb") as f:
+        with files.open_regular(path, "CIFAR-10 batch", fix, follow_links=True) as f:
             d = RestrictedUnpickler(f, encoding="bytes").load()
+    except UserError:
+        raise
     except pickle.UnpicklingError as exc:
-        raise UserError(f"{path}: {exc}") from None
+        raise UserError(f"{path}: {' '.join(str(exc).split())}; {fix}") from None
     except Exception as exc:  # any malformed pickle: a one-line error, not a traceback
-        raise UserError(f"cannot read {path} ({type(exc).__name__}: {exc}); re-download CIFAR-10") from None
+        msg = " ".join(str(exc).split())[:200]
+        raise UserError(f"cannot read {path} ({type(exc).__name__}: {msg}); {fix}") from None
     if not isinstance(d, dict):
         raise UserError(f"{path} is not a CIFAR batch (top level is {type(d).__name__}, not dict)")
     d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}

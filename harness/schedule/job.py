@@ -16,9 +16,12 @@ A task of a local sweep ends with the sweep (`RunJob._end_with_sweep`), however 
 ends: no training process outlives it.
 
 Each task start and end is a line in the run's `attempts.jsonl` (job id, host, restart
-count, time, outcome). `failure_reason` finds the one line that says why a job failed:
-the record's reason, else the job's own account in its attempts, else the last exception
-line of its text log (never unpickling anything).
+count, time, outcome; a start also names its process: pid, the process's start time and
+the machine's boot id, so that `status` can tell that very process from a later one that
+reuses the pid: `same_process_alive`). `failure_reason` finds the one line that says why
+a job failed: the record's reason, else the job's own account in its attempts, else the
+last exception line of its text log (never unpickling anything). Attempts and logs are
+read only as regular files, and only their last bytes (harness.files).
 """
 
 from __future__ import annotations
@@ -75,13 +78,19 @@ def append_attempt(run_directory: Path, entry: dict) -> None:
         os.fsync(f.fileno())
 
 
-def process_identity(pid: int) -> str | None:
-    """A token for the live process `pid`: its start time, so that a process that reuses
-    the pid later is not taken for it. None when no such process lives (a zombie is gone).
-    Without /proc (not Linux): the pid, while a signal can reach it."""
+ATTEMPTS_TAIL = 2**20    # bytes of attempts.jsonl read: thousands of attempts, never unbounded
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def process_start(pid: int) -> str | None:
+    """A token for the live process `pid`: its start time (/proc/<pid>/stat field 22, clock
+    ticks since boot), so that a process that reuses the pid later is not taken for it.
+    None when no such process lives (a zombie has ended). Without /proc (not Linux): the
+    pid, while a signal can reach it."""
     try:
         with open(f"/proc/{int(pid)}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()   # the name before ")" may hold spaces
+            # the name before ")" may hold spaces; fields[0] is field 3 (the state)
+            fields = f.read(4096).rsplit(b")", 1)[1].split()
         return None if fields[0] in (b"Z", b"X") else fields[19].decode()
     except FileNotFoundError:
         if os.path.isdir("/proc/self"):
@@ -97,16 +106,49 @@ def process_identity(pid: int) -> str | None:
     return str(pid)
 
 
+def _boot_id() -> str | None:
+    try:
+        return BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def this_process() -> dict:
+    """This process as an attempt line records it: pid, start time and boot id."""
+    return {"pid": os.getpid(), "pid_start": process_start(os.getpid()), "boot_id": _boot_id()}
+
+
+def same_process_alive(entry: dict) -> bool:
+    """Is the process an attempt line names still running: the same pid, started at the
+    same time, on this machine since the same boot? A line without a start time or boot id
+    (an older harness, another OS, or written by hand) cannot be checked, and counts as ended."""
+    pid, start, boot = entry.get("pid"), entry.get("pid_start"), entry.get("boot_id")
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0 or not start or not boot:
+        return False
+    if entry.get("host") != socket.gethostname() or boot != _boot_id():
+        return False
+    return process_start(pid) == str(start)
+
+
 def read_attempts(run_directory: Path) -> list[dict]:
+    """The run's attempt lines (its last ATTEMPTS_TAIL bytes); [] when it has none.
+
+    A file in its place that is not a regular file (a FIFO, /dev/zero, a link) is a
+    one-line UserError; lines that are not JSON objects (or nest deeper than our lines)
+    are skipped."""
     path = RunDir(run_directory).attempts
     try:
-        text = path.read_bytes().decode("utf-8", "replace")
-    except OSError:
+        data = files.read_tail(path, "attempts file", ATTEMPTS_TAIL,
+                               "remove it (it only lists when the run's jobs started and ended)")
+    except OSError:        # none (yet), or unreadable: no attempts to show
         return []
+    lines = data.decode("utf-8", "replace").splitlines()
+    if len(data) == ATTEMPTS_TAIL and lines:
+        lines = lines[1:]          # the first line was cut by the tail
     out = []
-    for line in text.splitlines():
+    for line in lines:
         with contextlib.suppress(ValueError):
-            entry = json.loads(line)
+            entry = files.loads_bounded(line, max_depth=4)
             if isinstance(entry, dict):
                 out.append(entry)
     return out
@@ -127,7 +169,7 @@ class RunJob(submitit.helpers.Checkpointable):
         self.device = device
         self.grace_s = float(grace_s)
         self.threads = threads      # for specs with threads auto; None: the task's own cores
-        self.parent = parent        # a local sweep's (pid, process_identity): ends with it
+        self.parent = parent        # a local sweep's (pid, process_start): ends with it
         self.rerun_stale = rerun_stale
 
     # runtime state (thread, stop flag) never goes into a pickle
@@ -146,7 +188,7 @@ class RunJob(submitit.helpers.Checkpointable):
             print(f"harness: run {s.run_id} ({s.method}/{s.arch} on {s.dataset}, seed {s.seed}, "
                   f"{s.epochs} epochs), attempt {n}, results in {directory}", file=sys.stderr, flush=True)
             append_attempt(directory, {"event": "start", "t": time.time(), "host": socket.gethostname(),
-                                       "pid": os.getpid(), **ids})
+                                       **this_process(), **ids})
             box["started"] = True
 
         def work():
@@ -218,7 +260,7 @@ class RunJob(submitit.helpers.Checkpointable):
 
         def watch():
             while not finished.wait(0.5):
-                if process_identity(pid) != identity:
+                if process_start(pid) != identity:
                     stop("the local sweep that started this task has ended")
 
         finished = threading.Event()
@@ -280,14 +322,19 @@ def failure_reason(run_directory: Path, exc: BaseException | None = None) -> str
 
 
 def _log_tail(log: str | None) -> list[str]:
-    """The last 64 KiB of a job's text log as lines ([] if unreadable)."""
+    """The last 64 KiB of a job's text log as lines ([] if there is none).
+
+    Only a regular file is read (a FIFO or device named as the log is a one-line
+    UserError); callers pass only logs inside the suite's own folders
+    (harness.schedule.status)."""
     if not log:
         return []
     try:
-        with open(log, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 65536))
-            return f.read().decode("utf-8", "replace").splitlines()
+        return files.read_tail(log, "job log").decode("utf-8", "replace").splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except UserError:
+        raise
     except OSError:
         return []
 

@@ -34,7 +34,7 @@ from harness.contention import available_cores, default_threads
 from harness.device import resolve_device
 from harness.env import REPO
 from harness.errors import UserError
-from harness.schedule.job import RUNNING_ELSEWHERE, RunJob, failure_reason, process_identity
+from harness.schedule.job import RUNNING_ELSEWHERE, RunJob, failure_reason, process_start
 from harness.schedule.manifest import (MANIFEST, job_folder, read_manifest, record_submission,
                                       suite_dir, update_task)
 from harness.schedule.plan import _unique, describe_spec, varying_keys
@@ -85,7 +85,7 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
     folder = job_folder(sdir) / "%j"
     executor = submitit.LocalExecutor(folder=folder, python=task_python())
     executor.update_parameters(timeout_min=timeout_min, stderr_to_stdout=True)
-    parent = (os.getpid(), process_identity(os.getpid()))     # the tasks end when we do
+    parent = (os.getpid(), process_start(os.getpid()))     # the tasks end when we do
     pending = list(_unique(specs))
     keys = varying_keys(suite.specs)
     total = len(pending)

@@ -37,6 +37,7 @@ from harness.store import locked, slug
 SUITES_DIR = "_suites"
 MANIFEST = "manifest.json"
 JOBS_ENV = "SPECTRAL_BENCH_JOBS"   # a private folder for job files instead of <suite dir>/logs
+TASK_TEXT = ("job_id", "executor", "log", "folder", "reason", "outcome", "run_dir")   # text in a task
 
 
 def suite_dir(root: Path, suite) -> Path:
@@ -55,6 +56,11 @@ def read_manifest(directory: Path) -> dict:
             or not isinstance(manifest.get("runs"), dict) \
             or not all(isinstance(t, dict) for t in manifest["runs"].values()):
         raise UserError(f"suite manifest {path} is not a manifest (needs 'submissions' and 'runs'); {fix}")
+    for run_id, task in manifest["runs"].items():    # what status and sweep read as text
+        bad = [k for k in TASK_TEXT if task.get(k) is not None and not isinstance(task[k], str)]
+        if bad:
+            raise UserError(f"suite manifest {path} is not a manifest: the {bad[0]} of run "
+                            f"{run_id[:40]!r} is a {type(task[bad[0]]).__name__}, not text; {fix}")
     return manifest
 
 
@@ -86,18 +92,22 @@ def unsafe_directory(path: Path, _depth: int = 0) -> Path | None:
     return None
 
 
+def job_folder_path(sdir: Path) -> Path:
+    """Where `job_folder` keeps this suite's job files (nothing is created)."""
+    base = os.environ.get(JOBS_ENV)
+    if base:
+        key = hashlib.sha256(str(Path(sdir).resolve()).encode()).hexdigest()[:8]
+        return Path(base).expanduser() / f"{Path(sdir).name}-{key}"
+    return Path(sdir) / "logs"
+
+
 def job_folder(sdir: Path) -> Path:
     """A folder for submitit's files (pickles, sbatch scripts, job logs) that only you can change.
 
     `<suite dir>/logs` (0700), or with $SPECTRAL_BENCH_JOBS set, a folder for this suite
     below it. A folder on a path someone else can change is refused with the fix.
     """
-    base = os.environ.get(JOBS_ENV)
-    if base:
-        key = hashlib.sha256(str(Path(sdir).resolve()).encode()).hexdigest()[:8]
-        folder = Path(base).expanduser() / f"{Path(sdir).name}-{key}"
-    else:
-        folder = Path(sdir) / "logs"
+    folder = job_folder_path(sdir)
     files.make_dirs(folder.parent)
     if folder.is_symlink():
         raise UserError(f"job folder {folder} is a symbolic link; remove it (rm {folder}) and run again")

@@ -7,6 +7,8 @@ submission in the manifest and returns; the tasks run `RunJob`. If sbatch refuse
 array, its reason becomes one line, and what submitit wrote for it is removed. The
 submitting shell's `SLURM_*` variables (an enclosing allocation) are hidden from sbatch.
 The tasks import the code of this checkout (`PYTHONPATH`), the code the manifest names.
+A machine without every SLURM program submitit needs (`SLURM_PROGRAMS`) is told so in
+one line naming the missing one, before anything is written.
 """
 
 from __future__ import annotations
@@ -28,6 +30,27 @@ from harness.schedule.manifest import MANIFEST, job_folder, record_submission, s
 from harness.schedule.options import SlurmOptions, executor_parameters, parameters_record
 from harness.schedule.plan import PlanRow, describe_spec, varying_keys
 from harness.schedule.queue import read_max_array_size
+
+
+# What submitit 1.5 needs where `sweep` submits: sbatch submits the array; SlurmExecutor
+# refuses to start without srun ("Could not detect srun"), which its job script runs the
+# task under; scontrol requeues a preempted or timed-out task (and tells MaxArraySize).
+# (scancel only cancels, sacct only reports states: `status` falls back to squeue and the
+# result files without them.)
+SLURM_PROGRAMS = ("sbatch", "srun", "scontrol")
+
+
+def check_slurm_client() -> None:
+    """One line naming the first SLURM program this machine lacks (see SLURM_PROGRAMS)."""
+    missing = [p for p in SLURM_PROGRAMS if shutil.which(p) is None]
+    if len(missing) == len(SLURM_PROGRAMS):
+        raise UserError(f"{', '.join(missing)} not found: this machine is not a SLURM client; "
+                        f"use --executor local")
+    if missing:
+        raise UserError(f"{missing[0]} not found on PATH, but sweep --executor slurm needs "
+                        f"{', '.join(SLURM_PROGRAMS)} (submitit runs each task under srun and "
+                        f"requeues with scontrol); put SLURM's client commands on PATH, or use "
+                        f"--executor local")
 
 
 def chunked(items: list, size: int) -> list[list]:
@@ -63,8 +86,7 @@ def submit_slurm(suite, rows: list[PlanRow], root: Path, opts: SlurmOptions, dat
                  device: str = "auto", out=print, rerun_stale: bool = False) -> dict:
     """Submit `rows` as one array (chunked over MaxArraySize); write the manifest. With
     `rerun_stale`, a task reruns (forced) a finished run whose code has changed since."""
-    if shutil.which("sbatch") is None:
-        raise UserError("sbatch not found: this machine is not a SLURM client; use --executor local")
+    check_slurm_client()
     if opts.max_array_size:
         max_size, size_source = opts.max_array_size, "max_array_size option"
     else:

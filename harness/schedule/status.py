@@ -7,18 +7,25 @@
 A record that claims completion without metrics says so; a record that cannot be read
 is shown in its row (the other runs still get theirs); a job's error comes from its
 record, its attempts or the last exception line of its text log, never from a pickle.
+
+What it reads, it trusts no further than the suite's own folders: a log the manifest
+names is read only inside the suite directory (or its $SPECTRAL_BENCH_JOBS folder), as
+a regular file and only its tail; a local run is "running" only while the process its
+attempt line names is alive and is that very process (pid, start time, boot id).
 """
 
 from __future__ import annotations
 
 import os
-import socket
+import stat
 from dataclasses import dataclass, fields
+from pathlib import Path
 
-from harness import store
+from harness import files, store
 from harness.errors import UserError
-from harness.schedule.job import RUNNING_ELSEWHERE, _log_error, _log_tail, failure_reason, read_attempts
-from harness.schedule.manifest import read_manifest, suite_dir
+from harness.schedule.job import (RUNNING_ELSEWHERE, _log_error, _log_tail, failure_reason, read_attempts,
+                                  same_process_alive)
+from harness.schedule.manifest import MANIFEST, job_folder_path, read_manifest, suite_dir
 from harness.schedule.plan import _unique, describe_spec, varying_keys
 from harness.schedule.queue import ACTIVE_PENDING, ACTIVE_RUNNING, CMD_TIMEOUT_S, FAILED_STATES, job_states
 from harness.store import RunDir
@@ -48,16 +55,31 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _pid_alive(pid: str | None) -> bool:
+def suite_log(sdir: Path, log: str | None) -> str | None:
+    """The manifest's log path if it lies inside the suite's own folders, else None.
+
+    A manifest in a shared directory could name any file (someone's secrets) as a log;
+    only the suite directory and this suite's job folder are ours to read. A log that is
+    not a regular file (a FIFO, a device, a link) is refused wherever it is.
+    """
+    if not log:
+        return None
     try:
-        os.kill(int(pid), 0)
-    except (TypeError, ValueError, ProcessLookupError, PermissionError):
-        return False
-    try:
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
+        mode = os.lstat(log).st_mode
+    except ValueError:      # a NUL in the name: no file has it
+        return None
     except OSError:
-        return True
+        mode = None         # no log (yet): nothing to read
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UserError(f"suite manifest {Path(sdir) / MANIFEST} names {log} as a job log, but it is "
+                        f"{files.file_kind(mode)}, not a regular file; move the manifest aside "
+                        f"(run records are not affected)")
+    parent = os.path.realpath(os.path.dirname(os.path.abspath(log)))
+    for root in (sdir, job_folder_path(sdir)):
+        root = os.path.realpath(root)
+        if parent == root or parent.startswith(root + os.sep):
+            return os.path.join(parent, os.path.basename(log))
+    return None
 
 
 def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None,
@@ -84,8 +106,10 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
             row.detail = str(exc)
             rows.append(row)
             continue
+        log = None
         if task:
             row.job_id, row.log = task.get("job_id"), task.get("log")
+            log = suite_log(sdir, row.log)
         info = states.get(row.job_id, {}) if task and task.get("executor") == "slurm" else {}
         row.slurm_state = info.get("state") or None
         attempts = read_attempts(d)
@@ -107,13 +131,11 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
             row.state = "not submitted"
         elif task.get("executor") == "local":
             last = attempts[-1] if attempts else None
-            here = last is not None and last.get("host") == socket.gethostname()
-            if last and last.get("event") == "start" and (_pid_alive(task.get("job_id"))
-                                                          or (here and _pid_alive(last.get("pid")))):
+            if last and last.get("event") == "start" and same_process_alive(last):
                 row.state = "running"
             elif task.get("outcome") == "failed" or rec is not None:
                 row.state, row.detail = "failed", task.get("reason") or failure_reason(d) \
-                    or _log_error(row.log)
+                    or _log_error(log)
             else:
                 row.state, row.detail = "unknown", "local job ended without a result (interrupted?)"
         else:
@@ -131,11 +153,11 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
             elif st == "CANCELLED":
                 row.state, row.detail = "cancelled", "cancelled" + (
                     f" ({info['reason']})" if info.get("reason") else "")
-            elif st == "COMPLETED" and rec is None and any(RUNNING_ELSEWHERE in ln for ln in _log_tail(row.log)):
+            elif st == "COMPLETED" and rec is None and any(RUNNING_ELSEWHERE in ln for ln in _log_tail(log)):
                 # a duplicate task (two sweeps submitted the run): another job trains it
                 row.state, row.detail = "running", f"{RUNNING_ELSEWHERE}: job {row.job_id} found it locked"
             elif st in FAILED_STATES or st == "COMPLETED" or rec is not None:
-                why = failure_reason(d) or _log_error(row.log)
+                why = failure_reason(d) or _log_error(log)
                 if not why:
                     why = (f"SLURM state {st}" + (f", exit code {info['exit_code']}" if info.get("exit_code")
                                                   else "")) if st else "no result"
@@ -145,13 +167,15 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
                     why = f"{st}: {why}"
                 row.state, row.detail = "failed", why
             else:
-                why = failure_reason(d) or _log_error(row.log)
+                why = failure_reason(d) or _log_error(log)
                 if why:
                     row.state, row.detail = "failed", why
                 else:
                     row.state = "unknown"
                     row.detail = (f"job {row.job_id} not known to SLURM ({source or 'no query'}); "
                                   "re-run sweep to resubmit")
+        if row.log and log is None and row.state in ("failed", "cancelled", "unknown"):
+            row.detail += ("; " if row.detail else "") + "its log is outside the suite folder: not read"
         rows.append(row)
     counts = {k: sum(r.state == k for r in rows) for k in STATE_ORDER}
     return {"suite": suite.name, "budget": suite.budget, "suite_dir": str(sdir), "rows": rows,
