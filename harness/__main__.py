@@ -145,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--quiet", action="store_true", help="no progress output")
     add_sweep_parsers(sub)
     chk = sub.add_parser("check", help="self-check: a short epoch of every method, a local sweep "
-                         "and a resume on one device (about a minute on a GPU)",
+                         "and a resume on one device",
                          description="Runs a short epoch of every registered method (default "
                          "architecture, and vgg-small where available) on synthetic data, a "
                          "two-run local sweep and a resume, validates each record and prints one "
