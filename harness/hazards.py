@@ -55,8 +55,8 @@ _FACTORY_FUNCTIONS = {"tensor", "as_tensor", "from_numpy", "arange", "zeros", "o
                       "triu_indices"}
 _HOST_METHODS = {"cpu": "a device->host copy (.cpu())", "numpy": "a host copy (.numpy())",
                  "tolist": "a host copy (.tolist())"}
-# nn.Module's own attributes (hook tables, parameter and buffer dicts): not model state
-_MODULE_INTERNALS = frozenset(vars(nn.Module())) - {"training"}
+# nn.Module's own attributes (hook tables, parameter and buffer dicts, the mode flag)
+_MODULE_INTERNALS = frozenset(vars(nn.Module()))
 _SCALARS = (bool, int, float, str, type(None))
 
 
@@ -76,7 +76,7 @@ class _DispatchProbe(TorchDispatchMode):
 
     `syncs_only`: only host synchronizations (`host_syncs`). `host_side(t)`: tensors that
     a CUDA run keeps on the host on purpose (reading them waits for nothing). `strays`:
-    id -> name of tensor attributes that `.to(device)` would leave on the CPU.
+    the tensor attributes that `.to(device)` would leave on the CPU (`_stray_tensors`).
     """
 
     def __init__(self, found: Counter, *, syncs_only: bool = False, host_side=None,
@@ -104,9 +104,9 @@ class _DispatchProbe(TorchDispatchMode):
 
     def _other(self, name, args, out):
         for t in _tensors(args):
-            where = self.strays.get(id(t))
-            if where is None:
+            if id(t) not in self.strays:
                 continue
+            where = self.strays[id(t)][1]
             if t.dim() == 0:
                 self.found[f"aten.{name}: reads {where}, a 0-dim tensor that is not a buffer: "
                            f".to(device) leaves it on the CPU, and a CUDA graph bakes its "
@@ -160,23 +160,23 @@ def _python_state(model: nn.Module) -> dict:
     state = {}
     for path, module in model.named_modules():
         for key, value in vars(module).items():
-            if key in _MODULE_INTERNALS or key == "training":
+            if key in _MODULE_INTERNALS:
                 continue
             name = f"{path}.{key}" if path else key
             if isinstance(value, _SCALARS):
                 state[name] = value
-            elif isinstance(value, (list, tuple, dict, set)) and not isinstance(value, nn.Module):
+            elif isinstance(value, (list, tuple, dict, set)):
                 flat = list(value.values()) if isinstance(value, dict) else list(value)
                 state[name] = tuple(flat) if all(isinstance(v, _SCALARS) for v in flat) \
                     else ("length", len(flat))
     return state
 
 
-def _stray_tensors(model: nn.Module) -> dict[int, str]:
-    """id -> 'module.attr' of the tensors a model holds outside its parameters and buffers,
-    as built (before any step: caches built lazily from the input are on its device).
-    `model.to(device)` moves only parameters and buffers, unless a module moves its own
-    tensors (it overrides `_apply`)."""
+def _stray_tensors(model: nn.Module) -> dict[int, tuple]:
+    """id -> (tensor, 'module.attr') of the tensors a model holds outside its parameters and
+    buffers, as built (before any step: caches built lazily from the input are on its
+    device; holding the tensors keeps their ids unique). `model.to(device)` moves only
+    parameters and buffers, unless a module moves its own tensors (it overrides `_apply`)."""
     strays = {}
     for path, module in model.named_modules():
         if type(module)._apply is not nn.Module._apply:
@@ -186,7 +186,7 @@ def _stray_tensors(model: nn.Module) -> dict[int, str]:
                 continue
             for t in _tensors(value):
                 if not isinstance(t, nn.Parameter):
-                    strays[id(t)] = f"{path}.{key}" if path else key
+                    strays[id(t)] = (t, f"{path}.{key}" if path else key)
     return strays
 
 

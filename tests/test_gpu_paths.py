@@ -288,9 +288,13 @@ def test_cudnn_benchmark_policy_is_applied_recorded_and_separates_runs(tmp_path,
     assert make_spec("cnn", "lenet5", "synthetic", {"cudnn_benchmark": "on"}, epochs=1,
                      subset=200) == on
     assert on.run_id != tiny().run_id
-    rec = store.read_record(store.run_dir(tmp_path, on))
-    assert rec["spec"]["cudnn_benchmark"] is True
-    assert rec["environment"]["precision"]["cudnn_benchmark"] is True
+    rec_on = store.read_record(store.run_dir(tmp_path, on))
+    assert rec_on["spec"]["cudnn_benchmark"] is True
+    assert rec_on["environment"]["precision"]["cudnn_benchmark"] is True
+    # reports never put the two policies in one comparison row
+    from reports.aggregate import run_row
+    assert run_row(tmp_path, rec)["precision"] == "fp32"
+    assert run_row(tmp_path, rec_on)["precision"] == "fp32, cudnn_benchmark on"
     capsys.readouterr()
     assert main(["run", "--dataset", "synthetic", "--set", "cudnn_benchmark=maybe"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
