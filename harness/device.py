@@ -22,11 +22,12 @@ same (TF32 is a GPU feature); the policy is still recorded and part of the run i
 cuDNN algorithm policy (`--set cudnn_benchmark=off|on`), applied with the precision policy
 and recorded beside it, the same for every method:
 - `off` (default): cuDNN picks each convolution's algorithm by its heuristics, from the
-  shapes alone, so a resumed run picks what the uninterrupted run picked;
+  shapes alone, so a resumed run is expected to pick what the uninterrupted run picked
+  (tests/test_gpu_paths.py checks it on a GPU);
 - `on`: cuDNN times its algorithms on the first call of every shape and keeps the
-  fastest (the best the convolution baselines can do), but the choice depends on timing:
-  a resumed run, or one next to other work, may pick another algorithm, whose different
-  rounding breaks bit-identical resume.
+  fastest (expected to be the best the convolution baselines can do), but the choice
+  depends on timing: a resumed run, or one next to other work, may pick another
+  algorithm, whose different rounding breaks bit-identical resume.
 
 Peak memory (`PeakMemory`, the run record's `memory`): on a GPU the caching allocator's
 peak of allocated bytes per phase of a run (training steps, evaluation), reset after the
