@@ -223,8 +223,8 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
                         f"use a larger --subset or a smaller val_size")
     b = min(spec.batch_size, n)
     steps = n // b + (1 if n % b > 1 else 0)   # a final batch of 1 would break BatchNorm
-    # a CUDA graph reads the lr from a device tensor (harness/graph.py); elsewhere the
-    # optimizer is exactly the eager one
+    # a CUDA graph reads the lr from a device tensor (harness/graph.py); elsewhere, and for
+    # SGD (no capturable step: harness/step.py), the optimizer is exactly the eager one
     opt = make_optimizer(spec, model.parameters(),
                          capturable=device.type == "cuda" and spec.graph != "off")
     sched = make_scheduler(spec, opt, steps)
