@@ -80,7 +80,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                         "checks (default: all images)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="method option or training option (optimizer, momentum, weight_decay, "
-                        "schedule, lr_min, warmup_epochs, clip_norm, val_size, precision); repeatable")
+                        "schedule, lr_min, warmup_epochs, clip_norm, val_size, precision, graph, "
+                        "cudnn_benchmark); repeatable")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads; pinned counts are part of the run id (default: auto, the cores "
@@ -144,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--quiet", action="store_true", help="no progress output")
     add_sweep_parsers(sub)
     chk = sub.add_parser("check", help="self-check: a short epoch of every method, a local sweep "
-                         "and a resume on one device (about a minute on a GPU)",
+                         "and a resume on one device",
                          description="Runs a short epoch of every registered method (default "
                          "architecture, and vgg-small where available) on synthetic data, a "
                          "two-run local sweep and a resume, validates each record and prints one "

@@ -5,8 +5,10 @@ On the chosen device it runs, on the embedded synthetic data (no files needed):
   `vgg-small` where the method has it (on `synthetic-cifar`, 3x32x32);
 - a two-run local sweep (`sweep --executor local`, real subprocesses);
 - a resume: a run stopped after one epoch, then run again to the end.
-Each record is validated (status, timing fields, memory kind, device, precision, op
-counts) and printed as one table row. Any failure makes the command exit 1.
+Each record is validated (status, timing fields, memory figures, device, precision, op
+counts, and on a GPU that the step ran as a CUDA graph: every registered step is
+capturable, so an eager fallback is a failure) and printed as one table row. Any
+failure makes the command exit 1.
 It writes into a temporary results directory (removed afterwards), or into
 --results-dir, where the records stay for inspection.
 """
@@ -26,10 +28,13 @@ import torch
 import methods
 from harness import store
 from harness.device import describe, resolve_device
+from harness.graph import WARMUP_STEPS
+from harness.step import CAPTURABLE_OPTIMIZERS
 from harness.store import RunRecord
 
 SUBSET = 300          # training images per check run (val and test get SUBSET // 5)
-BATCH = 100
+# steps of an epoch on a GPU: the eager warm-up steps, the capture, one replay
+BATCH = SUBSET // (WARMUP_STEPS + 2)
 TIMING_KEYS = ("train_s", "data_s", "eval_s", "warmup_s", "checkpoint_s", "wall_s")
 
 
@@ -65,19 +70,52 @@ def record_problems(rec: dict | None, device: torch.device, *, epochs: int = 1,
     acc = r.test_acc
     if not isinstance(acc, float) or not 0 <= acc <= 1:
         problems.append(f"test_acc={acc!r}")
-    kind = "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS"
-    if r.memory.get("kind") != kind or not r.memory.get("peak_mb", 0) > 0:
-        problems.append(f"memory {r.memory}")
+    problems += memory_problems(r.memory, device, timing.get("step_mode"))
+    problems += graph_problems(r, device)
     if env.get("device") != str(device):
         problems.append(f"recorded device {env.get('device')!r} != {str(device)!r}")
     if device.type == "cuda" and not env.get("gpu"):
         problems.append("no GPU model recorded")
     precision = env.get("precision") or {}
-    if precision.get("policy") != r.spec.get("precision"):
+    if precision.get("policy") != r.spec.get("precision") or \
+            precision.get("cudnn_benchmark") != r.spec.get("cudnn_benchmark", False):
         problems.append(f"precision {precision}")
     if "error" in r.ops:
         problems.append(f"ops: {r.ops['error']}")
     return problems
+
+
+def memory_problems(memory: dict, device: torch.device, step_mode: str | None) -> list[str]:
+    """The record's memory figures (harness.device.PeakMemory.record) for this device."""
+    kind = "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS"
+    keys = ("peak_mb", "data_mb") + (("train_peak_mb", "eval_peak_mb") if device.type == "cuda"
+                                     else ())
+    if memory.get("kind") != kind or not all(_positive(memory.get(k)) for k in keys):
+        return [f"memory {memory}"]
+    if device.type == "cuda":
+        pool = memory.get("graph_pool_mb")
+        if step_mode == "graph" and not _positive(pool):
+            return [f"graph mode without a graph pool: memory {memory}"]
+        if memory["train_peak_mb"] < memory["data_mb"]:
+            return [f"training peak below the data on the device: memory {memory}"]
+    return []
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def graph_problems(r: RunRecord, device: torch.device) -> list[str]:
+    """On a GPU a run whose step is capturable (graph auto or on, an optimizer with a
+    capturable step) must have run as a CUDA graph: an eager fallback is a failure."""
+    spec, timing = r.spec, r.timing
+    if device.type != "cuda" or spec.get("graph", "auto") == "off" \
+            or spec.get("optimizer", "rmsprop") not in CAPTURABLE_OPTIMIZERS:
+        return []
+    if timing.get("step_mode") != "graph":
+        return [f"step ran {timing.get('step_mode')}, not as a CUDA graph: "
+                f"{timing.get('step_mode_reason') or 'no reason recorded'}"]
+    return []
 
 
 def method_runs() -> list[tuple[str, str | None, str]]:

@@ -1,11 +1,13 @@
-"""Where a run executes and under which arithmetic: device resolution, precision policy,
-device timers and peak memory.
+"""Where a run executes and under which arithmetic: device resolution, precision and
+cuDNN policies, device timers and peak memory.
 
 Device names: `auto` picks the current CUDA device when CUDA is available, else the CPU;
 `cuda` means the current CUDA device. Both resolve to an *indexed* device (`cuda:0`),
 because `torch.cuda.set_device`, events and memory statistics need an index, and the run
 record must name the GPU that ran. Inside a local-sweep job or a SLURM task,
-CUDA_VISIBLE_DEVICES restricts the process to its GPU, which is then `cuda:0`.
+CUDA_VISIBLE_DEVICES restricts the process to its GPU, which is then `cuda:0`;
+`physical_gpu` maps an index through CUDA_VISIBLE_DEVICES to the GPU it names (an index
+of the whole machine, or a GPU-/MIG- UUID).
 
 Precision policy (`--set precision=...`), applied before a model is built:
 - `fp32` (default): strict IEEE float32 everywhere: TF32 off for cuDNN convolutions and
@@ -16,10 +18,26 @@ Precision policy (`--set precision=...`), applied before a model is built:
 Only the legacy `allow_tf32` flags are set: mixing them with the newer `fp32_precision`
 API makes PyTorch refuse to read the flags back. On the CPU both policies compute the
 same (TF32 is a GPU feature); the policy is still recorded and part of the run id.
+
+cuDNN algorithm policy (`--set cudnn_benchmark=off|on`), applied with the precision policy
+and recorded beside it, the same for every method:
+- `off` (default): cuDNN picks each convolution's algorithm by its heuristics, from the
+  shapes alone, so a resumed run is expected to pick what the uninterrupted run picked
+  (tests/test_gpu_paths.py checks it on a GPU);
+- `on`: cuDNN times its algorithms on the first call of every shape and keeps the
+  fastest (expected to be the best the convolution baselines can do), but the choice
+  depends on timing: a resumed run, or one next to other work, may pick another
+  algorithm, whose different rounding breaks bit-identical resume.
+
+Peak memory (`PeakMemory`, the run record's `memory`): on a GPU the caching allocator's
+peak of allocated bytes per phase of a run (training steps, evaluation), reset after the
+training and validation data are on the device; the graphs' private pool and the data are
+reported beside it. On the CPU only the process's peak resident set exists.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 
@@ -55,13 +73,29 @@ def resolve_device(name: str | None) -> torch.device:
     return dev
 
 
-def apply_precision(policy: str) -> dict:
-    """Set the TF32 flags for `policy` and return the effective flags (for the record)."""
+def physical_gpu(index: int, visible: str | None = None) -> str:
+    """The GPU that this process's `cuda:<index>` is: entry `index` of CUDA_VISIBLE_DEVICES
+    (`visible`, default the environment's) as written there, an index of the whole machine
+    or a GPU-/MIG- UUID; the index itself when the variable is unset."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    if visible is None:
+        return str(index)
+    entries = [e.strip() for e in visible.split(",") if e.strip()]
+    if not 0 <= index < len(entries):
+        raise UserError(f"cuda:{index} does not exist here: CUDA_VISIBLE_DEVICES={visible!r} "
+                        f"makes {len(entries)} GPU(s) visible; use cuda:0..cuda:{len(entries) - 1}")
+    return entries[index]
+
+
+def apply_precision(policy: str, cudnn_benchmark: bool = False) -> dict:
+    """Set the TF32 flags for `policy` and cuDNN's algorithm search, and return the
+    effective flags (for the record)."""
     if policy not in PRECISIONS:
         raise UserError(f"unknown precision {policy!r}; use one of {', '.join(PRECISIONS)}")
     tf32 = policy == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
     return precision_flags(policy)
 
 
@@ -69,14 +103,16 @@ def precision_flags(policy: str | None = None) -> dict:
     """The arithmetic flags in force now."""
     return {"policy": policy, "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
             "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
-            "float32_matmul_precision": torch.get_float32_matmul_precision()}
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
 
 
-def activate(device: torch.device, policy: str) -> dict:
-    """Make `device` current (events, streams and synchronize refer to it) and apply `policy`."""
+def activate(device: torch.device, policy: str, cudnn_benchmark: bool = False) -> dict:
+    """Make `device` current (events, streams and synchronize refer to it) and apply the
+    precision and cuDNN policies."""
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    return apply_precision(policy)
+    return apply_precision(policy, cudnn_benchmark)
 
 
 def sync(device: torch.device) -> None:
@@ -134,6 +170,48 @@ def peak_memory(device: torch.device) -> tuple[float, str]:
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max_memory_allocated"
     # ru_maxrss is in KiB on Linux: the peak resident set of the whole process
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
+
+
+def tensor_mb(*tensors: torch.Tensor) -> float:
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+
+class PeakMemory:
+    """The allocator's peak per phase of a run, on a GPU.
+
+    `start(phase)` resets the peak counter, `stop(phase)` keeps the largest peak the phase
+    reached over all its start/stop pairs (the counter is kept by the host when memory is
+    allocated: reading it waits for nothing). A peak counts every tensor allocated at that
+    moment, resident ones (data, model, optimizer state) included. On the CPU phases
+    record nothing: the process's peak resident set cannot be reset.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device, self.cuda = device, device.type == "cuda"
+        self.peaks: dict[str, float] = {}
+
+    def start(self, phase: str) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def stop(self, phase: str) -> None:
+        if self.cuda:
+            mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            self.peaks[phase] = max(self.peaks.get(phase, 0.0), mb)
+
+    def record(self, data_mb: float, graph_pool_mb: float) -> dict:
+        """The run record's `memory`: what each figure measures is in its name and the
+        README ("Memory"); `peak_mb` is the training figure the reports compare."""
+        if not self.cuda:
+            rss, kind = peak_memory(self.device)
+            return {"kind": kind, "peak_mb": rss, "peak_is": "the whole process's peak RSS",
+                    "data_mb": data_mb, "train_peak_mb": None, "eval_peak_mb": None,
+                    "graph_pool_mb": 0.0}
+        train = self.peaks.get("train", 0.0)
+        return {"kind": "cuda max_memory_allocated", "peak_mb": train + graph_pool_mb,
+                "peak_is": "train_peak_mb + graph_pool_mb", "data_mb": data_mb,
+                "train_peak_mb": train, "eval_peak_mb": self.peaks.get("eval", 0.0),
+                "graph_pool_mb": graph_pool_mb}
 
 
 def describe(device: torch.device) -> str:

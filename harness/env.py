@@ -12,6 +12,9 @@ from pathlib import Path
 
 import torch
 
+from harness.device import physical_gpu
+from harness.errors import UserError
+
 PACKAGES = ("torch", "numpy", "scipy", "fvcore", "pandas", "seaborn", "submitit", "tqdm")
 SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
               "SLURM_RESTART_COUNT", "SLURM_CLUSTER_NAME")
@@ -72,8 +75,16 @@ def device_info(device: torch.device) -> dict:
                     cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
                     cudnn_benchmark=torch.backends.cudnn.benchmark,
                     # which physical GPU cuda:N is, when a sweep or SLURM restricted the process
-                    cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+                    cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+                    physical_gpu=_physical_gpu(idx))
     return info
+
+
+def _physical_gpu(index: int) -> str | None:
+    try:
+        return physical_gpu(index)
+    except UserError:     # CUDA_VISIBLE_DEVICES and the driver disagree: record nothing
+        return None
 
 
 def environment(device: torch.device) -> dict:

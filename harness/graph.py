@@ -1,43 +1,44 @@
 """The training step as a CUDA graph: capture once, replay every step (issue 14).
 
-At batch 100 a GPU step of these small networks is mostly kernel-launch overhead. A
-`StepRunner` runs `harness.step.train_step` with the same semantics, either eagerly or,
-on CUDA, by capturing forward + loss (+ `auxiliary_loss()`) + backward + per-tensor
-gradient clipping + optimizer step + `after_optimizer_step()` in one `torch.cuda.CUDAGraph`
-and replaying it:
+A GPU step of these small networks at batch 100 launches many short kernels; replaying
+it from a CUDA graph is expected to remove most of the per-kernel launch cost (to be
+measured: `python -m measure.steps --device cuda`, issue 23's GPU run). A `StepRunner`
+runs `harness.step.train_step` with the same semantics, either eagerly or, on CUDA, by
+capturing forward + loss (+ `auxiliary_loss()`) + backward + per-tensor gradient clipping
++ optimizer step + `after_optimizer_step()` in one `torch.cuda.CUDAGraph` and replaying it:
 
 - the batch is copied into static input buffers (one per batch size: the final short
-  batch of an epoch gets its own graph);
+  batch of an epoch gets its own graph; all graphs share one memory pool);
 - the learning rate lives in a device tensor (`make_optimizer(..., capturable=True)`), and
   the scheduler, which runs on the host after every replay as in eager mode, writes each
   new value into it, so the captured step follows the cosine/warm-up schedule exactly;
 - random numbers (dropout, CEMNet's multiplicative noise, Gumbel gates, frequency dropout)
-  come from the default CUDA generator, which `torch.cuda.graph` registers with the graph:
+  come from the default CUDA generator, which the capture registers with the graph:
   every replay draws fresh numbers (Philox offsets advance per replay);
 - the first `warmup` steps of every batch shape run eagerly on a side stream (they are real
   training steps, not discarded), so lazily built state (optimizer moments, cached DFT
   matrices, cuFFT plans, DCT statistics fitted on the first batch) exists before capture.
 
+A capture that fails (an illegal host sync, say) records its *first* error as the reason
+(not the secondary error that ending an invalidated capture raises), leaves the current
+stream as it was, and gives the graph's memory pool back. `pool_bytes` is the memory the
+captures reserved for the graphs' private pool: the allocator's `max_memory_allocated`
+does not see what replays use there.
+
 Modes (`GRAPH_MODES`): "off" = eager; "on" = graph, or an error naming why capture is not
 possible; "auto" = graph on CUDA when the capture succeeds, else eager with a one-line
 reason. `StepRunner.mode` / `.reason` are what the run record stores as
 `timing.step_mode` / `timing.step_mode_reason`. Evaluation is not captured (it runs eager).
-
-`capture_hazards` finds, on any device (a CPU is enough), the operations of a model's
-training step that cannot be captured: host synchronizations (`.item()`, `bool(t)`,
-`nonzero`), tensors built from Python data or on the default device, host<->device copies
-and float64 constants cast per call. tests/test_capturable.py runs it on every
-registered (method, arch).
+What a CPU can find out about a step's capturability: `harness.hazards`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from harness.errors import UserError
 from harness import step as steps      # steps.train_step: one place to wrap every step
@@ -53,124 +54,6 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-# --------------------------------------------------------------------------- hazards
-# Dispatcher-level ops that synchronize with the host or whose output shape depends on
-# tensor values (both impossible inside a CUDA graph).
-_SYNC_OPS = {"_local_scalar_dense": "host sync (.item(), bool(t), float(t) or int(t))",
-             "item": "host sync (.item())"}
-_DATA_DEPENDENT_OPS = {"nonzero", "nonzero_static", "masked_select", "unique_dim",
-                       "_unique", "_unique2", "unique_consecutive", "bincount", "histc",
-                       "repeat_interleave", "argwhere", "nonzero_numpy"}
-_HOST_DATA_OPS = {"lift_fresh", "lift_fresh_copy"}     # torch.tensor(...), from_numpy(...)
-_FACTORY_OPS = {"arange", "zeros", "ones", "full", "empty", "empty_strided", "scalar_tensor",
-                "linspace", "logspace", "eye", "rand", "randn", "randint", "randperm",
-                "normal", "tril_indices", "triu_indices", "polar", "complex"}
-_WIDE = (torch.float64, torch.complex128)
-_NARROW = (torch.float32, torch.complex64, torch.float16, torch.bfloat16, torch.complex32)
-# Python-level factory functions that place their result on the *default* device unless
-# given `device=`: on CUDA that is a CPU tensor, then a copy.
-_FACTORY_FUNCTIONS = {"tensor", "as_tensor", "from_numpy", "arange", "zeros", "ones", "full",
-                      "empty", "empty_strided", "rand", "randn", "randint", "randperm",
-                      "linspace", "logspace", "eye", "scalar_tensor", "tril_indices",
-                      "triu_indices"}
-_HOST_METHODS = {"cpu": "a device->host copy (.cpu())", "numpy": "a host copy (.numpy())",
-                 "tolist": "a host copy (.tolist())"}
-
-
-def _tensors(obj):
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for o in obj:
-            yield from _tensors(o)
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            yield from _tensors(o)
-
-
-class _DispatchProbe(TorchDispatchMode):
-    def __init__(self, found: Counter):
-        super().__init__()
-        self.found = found
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        name = func.overloadpacket.__name__
-        if name in _SYNC_OPS:
-            self.found[f"aten.{name}: {_SYNC_OPS[name]}"] += 1
-        elif name in _DATA_DEPENDENT_OPS:
-            self.found[f"aten.{name}: output shape depends on tensor values (host sync)"] += 1
-        elif name in _HOST_DATA_OPS:
-            self.found[f"aten.{name}: a tensor built from Python/numpy data per call "
-                       f"(a host->device copy on CUDA)"] += 1
-        elif name in ("_to_copy", "copy_", "copy", "_copy_from", "_copy_from_and_resize"):
-            ins = list(_tensors(args[:1] if name == "_to_copy" else args[1:2] or args[:1]))
-            dst = list(_tensors(out if name == "_to_copy" else args[:1]))
-            if ins and dst:
-                src, d = ins[0], dst[0]
-                if src.device != d.device:
-                    self.found[f"aten.{name}: copy {src.device} -> {d.device}"] += 1
-                elif src.dtype in _WIDE and d.dtype in _NARROW:
-                    self.found[f"aten.{name}: a {src.dtype} tensor cast to {d.dtype} per call "
-                               f"(a float64 constant rebuilt every step? cache it)"] += 1
-        elif name in _FACTORY_OPS:
-            for t in _tensors(out):
-                if t.dtype in _WIDE:
-                    self.found[f"aten.{name}: a {t.dtype} tensor built per call "
-                               f"(cache constants in the compute dtype)"] += 1
-                    break
-        return out
-
-
-class _FunctionProbe(TorchFunctionMode):
-    def __init__(self, found: Counter):
-        super().__init__()
-        self.found = found
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = getattr(func, "__name__", "")
-        owner = getattr(func, "__qualname__", "")
-        if name in _HOST_METHODS and owner.startswith(("TensorBase.", "Tensor.")):
-            self.found[f"Tensor.{name}: {_HOST_METHODS[name]}"] += 1
-        elif name in _FACTORY_FUNCTIONS and not owner.startswith(("TensorBase.", "Tensor.")) \
-                and kwargs.get("device") is None:
-            self.found[f"torch.{name} without device=: the tensor lands on the default "
-                       f"device (the CPU) and needs a copy to the GPU"] += 1
-        return func(*args, **kwargs)
-
-
-def capture_hazards(model, xb: torch.Tensor, yb: torch.Tensor, *, warmup: int = 1) -> list[str]:
-    """What in `model`'s training step would break CUDA-graph capture, as readable lines
-    with counts (empty: nothing found).
-
-    Runs the training step's model part (forward, cross-entropy, `auxiliary_loss()`,
-    backward, `after_optimizer_step()`) `warmup` times eagerly, so that caches and lazily
-    fitted state exist as they do before a capture, then once under a dispatch probe and a
-    torch-function probe. The optimizer itself is torch's (capturable) and is not probed.
-    Works on CPU: cross-device copies are then invisible, but tensors created without
-    `device=`, host syncs and per-call float64 constants are found all the same.
-    Gradients accumulate in `model`; its weights change only by `after_optimizer_step()`.
-    """
-    model.train()
-
-    def step():
-        out = model(xb)
-        loss = F.cross_entropy(out, yb)
-        aux = model.auxiliary_loss() if hasattr(model, "auxiliary_loss") else None
-        (loss if aux is None else loss + aux).backward()
-        if hasattr(model, "after_optimizer_step"):
-            model.after_optimizer_step()
-
-    for _ in range(warmup):
-        step()
-    found: Counter = Counter()
-    with _FunctionProbe(found), _DispatchProbe(found):
-        step()
-    return [f"{what} (x{n})" for what, n in sorted(found.items())]
-
-
 # --------------------------------------------------------------------------- optimizer
 def current_lr(opt) -> float:
     """The first group's lr as a float (a host sync if it is a device tensor)."""
@@ -180,19 +63,18 @@ def current_lr(opt) -> float:
 
 def _not_capturable(opt, device: torch.device) -> str:
     """Why `opt` cannot run inside a CUDA graph ('' when it can)."""
+    if isinstance(opt, torch.optim.SGD):
+        return (f"torch {torch.__version__.split('+')[0]}'s SGD has no capturable step (its "
+                f"update reads a tensor lr on the host, so it keeps a float lr); use "
+                f"optimizer=rmsprop or adam")
     for group in opt.param_groups:
         lr = group["lr"]
         if not (isinstance(lr, torch.Tensor) and lr.device == device):
             return ("the optimizer's lr is not a device tensor (make it with "
                     "make_optimizer(..., capturable=True))")
         if not group.get("capturable", False):
-            name = type(opt).__name__
-            if isinstance(opt, torch.optim.SGD):
-                return (f"torch {torch.__version__.split('+')[0]}'s {name} has no capturable "
-                        f"step (its update reads the lr on the host); use optimizer=rmsprop "
-                        f"or adam")
-            return (f"the {name} optimizer was not made capturable (make_optimizer(..., "
-                    f"capturable=True) after the model is on the GPU)")
+            return (f"the {type(opt).__name__} optimizer was not made capturable "
+                    f"(make_optimizer(..., capturable=True) after the model is on the GPU)")
     return ""
 
 
@@ -203,6 +85,10 @@ def _pin_lr(opt, device: torch.device) -> None:
         lr = group["lr"]
         if isinstance(lr, torch.Tensor) and lr.device != device:
             group["lr"] = lr.to(device)
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
 
 
 # --------------------------------------------------------------------------- the runner
@@ -228,6 +114,7 @@ class StepRunner:
         self._seen: Counter = Counter()
         self._pool = None
         self._stream = None
+        self.pool_bytes = 0          # reserved by the captures for the graphs' memory pool
         self.reason = ""
         if mode == "off":
             self.reason = "graph=off"
@@ -303,39 +190,72 @@ class StepRunner:
             model.after_optimizer_step()
         return loss.detach(), (out.detach().argmax(1) == yb).sum()
 
+    def _side_stream(self):
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        return self._stream
+
     def _warmup_step(self, xb, yb):
         """A real training step, eager, on a side stream (PyTorch's recipe before capture:
         lazily created state, cuFFT plans and cuBLAS workspaces are made outside it)."""
-        if self._stream is None:
-            self._stream = torch.cuda.Stream(self.device)
+        stream = self._side_stream()
         main = torch.cuda.current_stream(self.device)
-        self._stream.wait_stream(main)
-        with torch.cuda.stream(self._stream):
+        stream.wait_stream(main)
+        with torch.cuda.stream(stream):
             loss, correct = self._body(xb, yb)
-        main.wait_stream(self._stream)
+        main.wait_stream(stream)
         return loss.clone(), correct.clone()
 
     def _capture(self, xb, yb):
         """Capture the step for this batch size (static inputs filled from this batch);
-        None if it fails in auto mode (the runner then stays eager)."""
+        None if it fails in auto mode (the runner then stays eager).
+
+        Written out instead of `torch.cuda.graph`, whose exit ends the capture before it
+        restores the stream: after an illegal host sync, ending the invalidated capture
+        raises a second error that would hide the first, the process would go on on the
+        capture stream, and the pool would stay registered to a capture that never ended.
+        """
         static_x, static_y = xb.clone(), yb.clone()
-        graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(graph, pool=self._pool):
-                loss, correct = self._body(static_x, static_y)
-        except Exception as exc:  # noqa: BLE001 - any capture failure means "run eagerly"
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
-            reason = f"capture failed: {type(exc).__name__}: {first}"
-            try:
-                torch.cuda.synchronize(self.device)
-            except Exception:  # noqa: BLE001 - the reason above is what matters
-                pass
-            if self.requested == "on":
-                raise UserError(f"graph=on: {reason}; use --set graph=auto or off") from exc
-            self.use_graph, self.reason, self._graphs = False, reason, {}
-            return None
         if self._pool is None:
-            self._pool = graph.pool()      # later batch sizes share the memory pool
-        rec = (graph, static_x, static_y, loss, correct)
-        self._graphs[len(yb)] = rec
-        return rec
+            self._pool = torch.cuda.graph_pool_handle()   # shared by every batch size's graph
+        graph = torch.cuda.CUDAGraph()
+        stream = self._side_stream()
+        torch.cuda.synchronize(self.device)     # the capture stream starts after all prior work
+        reserved = torch.cuda.memory_reserved(self.device)
+        error, out = None, None
+        with torch.cuda.stream(stream):         # restores the current stream on every exit
+            try:
+                graph.capture_begin(pool=self._pool)
+                out = self._body(static_x, static_y)
+            except Exception as exc:  # noqa: BLE001 - the first cause, recorded below
+                error = exc
+            try:
+                graph.capture_end()
+            except Exception as exc:  # noqa: BLE001 - secondary when the body failed
+                error = error or exc
+        if error is None:
+            self.pool_bytes += torch.cuda.memory_reserved(self.device) - reserved
+            rec = (graph, static_x, static_y, *out)
+            self._graphs[len(yb)] = rec
+            return rec
+        reason = f"capture failed: {_first_line(error)}"
+        del out, graph, error                   # the failed capture's tensors go back to the pool
+        self._release_pool()
+        if self.requested == "on":
+            raise UserError(f"graph=on: {reason}; use --set graph=auto or off")
+        self.use_graph, self.reason, self._graphs = False, reason, {}
+        return None
+
+    def _release_pool(self) -> None:
+        """After a failed capture: stop routing allocations to the graphs' pool, drop the
+        reference the capture took on it, and return its free memory to the device (what
+        `CUDAGraph.reset` does only for a capture that ended). Graphs captured earlier keep
+        their own references to the pool."""
+        index = self.device.index
+        with contextlib.suppress(Exception):     # already ended if capture_end got that far
+            torch._C._cuda_endAllocateToPool(index, self._pool)
+        with contextlib.suppress(Exception):
+            torch._C._cuda_releasePool(index, self._pool)
+        with contextlib.suppress(Exception):
+            torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()

@@ -148,7 +148,7 @@ def _execute_locked(spec, rd: RunDir, *, data_dir, dev, force, progress, stop_af
         raise UserError(f"--batch-size {spec.batch_size} is larger than the {len(data.y_train)} "
                         f"training images; use --batch-size {len(data.y_train)} or less "
                         f"(or a larger --subset)")
-    precision = activate(dev, spec.precision)   # before the model is built and counted
+    precision = activate(dev, spec.precision, spec.cudnn_benchmark)   # before the model is built
     seed_everything(spec.seed)
     model = methods.build(spec, data.input_shape, data.num_classes)
     info = methods.get(spec.method)
@@ -187,7 +187,7 @@ def _execute_locked(spec, rd: RunDir, *, data_dir, dev, force, progress, stop_af
         metrics={"epochs_done": epochs_done, **res.test,
                  **{k: last.get(k) for k in ("train_loss", "train_acc", "val_loss", "val_acc")}},
         timing=timing,
-        memory={"peak_mb": res.peak_memory_mb, "kind": res.memory_kind},
+        memory=res.memory,
         contention=res.contention,
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

@@ -3,7 +3,9 @@
 The run id is derived from the canonical spec without the seed, plus the seed, so
 that re-running an identical spec finds its finished result (DESIGN.md, "Run identity").
 The hash is taken over `to_dict()` as canonical JSON: a field added to RunSpec changes
-every run id unless it is left out of the hash, so new fields need care.
+every run id unless it is left out of the hash, so new fields need care: those in
+LATE_FIELDS are left out of `to_dict()` (the hash, the record's spec, checkpoints) while
+they have their default, so existing run ids and checkpoints stay valid.
 
 This module only validates and hashes a spec; turning user input (flags, `--set`
 text, suite files) into one is `harness.suite`.
@@ -25,7 +27,7 @@ from harness.errors import UserError
 # Training options that `--set key=value` may override besides the method's own.
 TRAIN_KEYS = (
     "optimizer", "momentum", "weight_decay", "schedule", "lr_min",
-    "warmup_epochs", "clip_norm", "val_size", "precision", "graph",
+    "warmup_epochs", "clip_norm", "val_size", "precision", "graph", "cudnn_benchmark",
 )
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -63,6 +65,7 @@ class RunSpec:
     val_size: int = 5000
     precision: str = "fp32"      # fp32 (strict, TF32 off) or tf32: see harness/device.py
     graph: str = "auto"          # CUDA-graph training step: auto, on, off (harness/graph.py)
+    cudnn_benchmark: bool = False  # cuDNN algorithm search (harness/device.py); off: heuristics
     subset: int = 0              # >0: train on the first N training images (quick checks)
     threads: int = 0             # CPU threads; 0 = auto (recorded, not part of the id): see harness/contention.py
     seed: int = 0
@@ -87,6 +90,12 @@ class RunSpec:
                         raise UserError(f"{f.name} must be a whole number, got {value!r}")
             elif f.type == "str" and not isinstance(value, str):
                 raise UserError(f"{f.name} must be a string, got {value!r}")
+            elif f.type == "bool" and not isinstance(value, bool):
+                try:
+                    object.__setattr__(self, f.name, parse_value(str(value), False))
+                except ValueError:
+                    raise UserError(f"{f.name} must be on or off, got {value!r} "
+                                    f"(e.g. --set {f.name}=on)") from None
         if not isinstance(self.hparams, dict):
             raise UserError(f"hparams must be a table of method options, got {self.hparams!r}")
         if not 1 <= self.epochs <= MAX_EPOCHS:
@@ -121,7 +130,11 @@ class RunSpec:
             raise UserError(f"warmup_epochs must be <= {MAX_EPOCHS:,}, got {self.warmup_epochs}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for name in LATE_FIELDS:
+            if d[name] == _DEFAULTS[name]:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
@@ -144,6 +157,11 @@ class RunSpec:
 
     def replace(self, **changes) -> "RunSpec":
         return dataclasses.replace(self, **changes)
+
+
+# Fields added after run ids were fixed: written only when not at their default.
+LATE_FIELDS = ("cudnn_benchmark",)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunSpec)}
 
 
 def parse_value(text: str, like: Any = None) -> Any:

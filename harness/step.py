@@ -10,7 +10,8 @@ from here, so neither depends on the other.
 Recipe (RunSpec defaults, the CEMNet paper's): RMSprop with Keras' rho 0.9 and eps 1e-7,
 cosine decay per step to `lr_min`, optional linear warm-up; Adam and SGD for comparison.
 `make_optimizer(capturable=True)` keeps the lr in a device tensor, which a captured
-graph reads at every replay (`capturable_options`).
+graph reads at every replay (`capturable_lr`); SGD keeps a float lr (it has no
+capturable step in torch 2.13).
 """
 
 from __future__ import annotations
@@ -20,15 +21,29 @@ import math
 import torch
 import torch.nn.functional as F
 
+# torch 2.13 optimizers whose step can read a device-tensor lr without a host sync
+CAPTURABLE_OPTIMIZERS = ("rmsprop", "adam")
 
-def make_optimizer(spec, params, capturable: bool = False) -> torch.optim.Optimizer:
+
+def make_optimizer(spec, params, capturable: bool = False,
+                   device_type: str | None = None) -> torch.optim.Optimizer:
     """The spec's optimizer. `capturable` (for harness.graph.StepRunner): the lr is a
     device tensor that a CUDA graph reads at every replay, written by the scheduler from
     values it computes on the host exactly as for a float lr (`initial_lr` stays the float
-    spec.lr); on CUDA the step also runs without host syncs."""
+    spec.lr); on CUDA the step also runs without host syncs. Only the optimizers in
+    CAPTURABLE_OPTIMIZERS get a tensor lr: torch 2.13's SGD would read it back on the host
+    at every step, so SGD keeps its float lr and runs eagerly under every graph mode.
+    `device_type`: the device the options are for (default: the parameters'); the CPU
+    probe `harness.hazards.host_syncs` builds a CUDA run's optimizer with "cuda"."""
     params, lr, extra = list(params), spec.lr, {}
+    device_type = device_type or _device_of(params).type
+    if device_type == "cuda":
+        extra["foreach"] = True      # torch's default on CUDA, explicit for the CPU probe
+    capturable = capturable and spec.optimizer in CAPTURABLE_OPTIMIZERS
     if capturable:
-        lr, extra = capturable_options(spec, params)
+        lr = capturable_lr(spec, params)
+        if device_type == "cuda":
+            extra["capturable"] = True
     if spec.optimizer == "rmsprop":
         # Keras defaults (rho 0.9, eps 1e-7), as in the CEMNet authors' code.
         opt = torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=spec.momentum,
@@ -63,24 +78,21 @@ def make_scheduler(spec, opt, steps_per_epoch: int):
         opt, lambda s: lr_factor(s, total, warmup, spec.schedule, floor))
 
 
-def capturable_options(spec, params: list) -> tuple[torch.Tensor, dict]:
-    """(lr, extra optimizer kwargs) for `make_optimizer(capturable=True)`.
-
-    The lr becomes a 0-dim tensor on the parameters' device, in their real dtype (the
-    precision the eager step's kernels use for a float lr); `make_optimizer` then sets each
-    group's `initial_lr` to the float spec.lr, so the scheduler computes every value on
-    the host in double, exactly as in eager mode, and writes it into the tensor. On CUDA,
-    RMSprop and Adam also get capturable=True, foreach=True: their step then keeps the
-    step counters on the device and never reads the lr on the host (torch 2.13's SGD has no
-    capturable step; `StepRunner` runs it eagerly and says so)."""
+def _device_of(params: list) -> torch.device:
     p = next((q for q in params if q.is_floating_point() or q.is_complex()), None)
-    device = p.device if p is not None else torch.device("cpu")
+    return p.device if p is not None else torch.device("cpu")
+
+
+def capturable_lr(spec, params: list) -> torch.Tensor:
+    """The lr of `make_optimizer(capturable=True)`: a 0-dim tensor on the parameters'
+    device, in their real dtype (the precision the eager step's kernels use for a float
+    lr); `make_optimizer` then sets each group's `initial_lr` to the float spec.lr, so the
+    scheduler computes every value on the host in double, exactly as in eager mode, and
+    writes it into the tensor. On CUDA, RMSprop and Adam also get capturable=True: their
+    step then keeps the step counters on the device and never reads the lr on the host."""
+    p = next((q for q in params if q.is_floating_point() or q.is_complex()), None)
     dtype = p.dtype.to_real() if p is not None else torch.float32
-    lr = torch.tensor(float(spec.lr), dtype=dtype, device=device)
-    extra = {}
-    if device.type == "cuda" and spec.optimizer in ("rmsprop", "adam"):
-        extra = {"capturable": True, "foreach": True}
-    return lr, extra
+    return torch.tensor(float(spec.lr), dtype=dtype, device=_device_of(params))
 
 
 def train_step(model, opt, sched, xb, yb, clip_norm: float):

@@ -4,8 +4,9 @@ its optimizer and lr schedule: harness.step; the step as a CUDA graph: harness.g
 Timing buckets are kept apart: `train_s` covers only the optimizer steps (forward,
 backward, update), `data_s` the batch gathering (indexing the preloaded training set
 with the epoch's permutation); on a GPU both are timed with CUDA events around the
-regions and read after one synchronization per epoch. `eval_s` covers the validation
-pass (data already on the device), `warmup_s` an untimed warm-up on a copy of the model
+regions and read after the epoch: nothing between two steps waits for the GPU (the
+progress bar shows steps; the losses are printed per epoch). `eval_s` covers the
+validation pass (data already on the device), `warmup_s` an untimed warm-up on a copy of the model
 (lazy initialization, allocator growth, cuDNN/cuFFT plans for every training and
 evaluation batch shape used later), and `checkpoint_s` checkpoint writes.
 
@@ -40,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.contention import Monitor
-from harness.device import Timer, activate, peak_memory, reset_peak_memory, sync
+from harness.device import PeakMemory, Timer, activate, sync, tensor_mb
 from harness.errors import UserError
 from harness.files import atomic_write, open_regular
 from harness.graph import StepRunner, current_lr
@@ -202,8 +203,7 @@ class TrainResult:
     timing: dict = field(default_factory=dict)
     test: dict = field(default_factory=dict)
     diverged_epoch: int | None = None
-    peak_memory_mb: float = 0.0
-    memory_kind: str = ""
+    memory: dict = field(default_factory=dict)   # harness.device.PeakMemory.record
     contention: dict = field(default_factory=dict)
 
 
@@ -217,7 +217,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
     """
     from tqdm import tqdm
 
-    activate(device, spec.precision)
+    activate(device, spec.precision, spec.cudnn_benchmark)
     model.to(device)
     n = len(data.y_train)
     if n < 2:
@@ -225,8 +225,8 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
                         f"use a larger --subset or a smaller val_size")
     b = min(spec.batch_size, n)
     steps = n // b + (1 if n % b > 1 else 0)   # a final batch of 1 would break BatchNorm
-    # a CUDA graph reads the lr from a device tensor (harness/graph.py); elsewhere the
-    # optimizer is exactly the eager one
+    # a CUDA graph reads the lr from a device tensor (harness/graph.py); elsewhere, and for
+    # SGD (no capturable step: harness/step.py), the optimizer is exactly the eager one
     opt = make_optimizer(spec, model.parameters(),
                          capturable=device.type == "cuda" and spec.graph != "off")
     sched = make_scheduler(spec, opt, steps)
@@ -268,10 +268,12 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
     wall0 = time.perf_counter()
     timing["sessions"] += 1
     timing["warmup_s"] += warm_up(model, data, spec, device)
-    reset_peak_memory(device)  # after the warm-up, whose model copy is not part of the run
 
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_val, y_val = data.x_val.to(device), data.y_val.to(device)
+    # peaks per phase, each reset on entry: after the warm-up's model copy is gone and the
+    # data are on the device (data_mb says how much of every peak they are)
+    memory = PeakMemory(device)
     result = TrainResult(status="complete", history=history, timing=timing)
     monitor.sample()
     for epoch in range(start_epoch, spec.epochs):
@@ -282,6 +284,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
         correct = torch.zeros((), device=device, dtype=torch.int64)
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{spec.epochs}", unit="step",
                    disable=not progress, leave=False, file=sys.stderr, mininterval=0.5)
+        memory.start("train")
         for i in bar:
             gather.start()
             idx = perm[i * b:(i + 1) * b]
@@ -302,14 +305,15 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
                 timer.stop()
             loss_sum += loss.double() * len(yb)
             correct += corr
-            if progress and i % 50 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+        memory.stop("train")
         bar.close()
         train_s, data_s = timer.total(), gather.total()
         train_loss = loss_sum.item() / n
         t0 = time.perf_counter()
+        memory.start("eval")
         val_loss, val_acc = evaluate(model, x_val, y_val, device) if len(y_val) \
             else (float("nan"), float("nan"))
+        memory.stop("eval")
         sync(device)
         eval_s = time.perf_counter() - t0
         timing["train_s"] += train_s
@@ -340,11 +344,14 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
     timing["wall_s"] += time.perf_counter() - wall0
     if result.status == "complete":
         t0 = time.perf_counter()
+        memory.start("eval")
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test, device)
+        memory.stop("eval")
         timing["test_eval_s"] = time.perf_counter() - t0
         result.test = {"test_loss": test_loss, "test_acc": test_acc, "test_error": 1 - test_acc}
     timing.update(runner.record())
-    result.peak_memory_mb, result.memory_kind = peak_memory(device)
+    result.memory = memory.record(tensor_mb(x_train, y_train, x_val, y_val),
+                                  runner.pool_bytes / 2**20)
     monitor.sample(epoch_times(history))
     result.contention = monitor.summary(epoch_times(history))
     return result

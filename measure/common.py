@@ -53,14 +53,29 @@ def device(name: str) -> torch.device:
 
 
 def time_call(fn: Callable, device: torch.device):
-    """(result, seconds) of fn(): the device idle before, CUDA events on a GPU, perf_counter
-    on the CPU (`harness.device.Timer`)."""
+    """(result, seconds) of one call of fn(), the device idle before: CUDA events on a GPU,
+    perf_counter on the CPU (`harness.device.Timer`). It includes the launch latency of
+    a lone call; to time a step as the training loop runs it, use `time_steps`."""
     sync(device)
     timer = Timer(device)
     timer.start()
     out = fn()
     timer.stop()
     return out, timer.total()
+
+
+def time_steps(fn: Callable, device: torch.device, n: int) -> float:
+    """Seconds per call of fn() over `n` back-to-back calls timed as a whole: on a GPU one
+    CUDA event before the first and one after the last, read after one synchronization,
+    so that the host queues call k+1 while the GPU runs call k, as in the training loop
+    (`harness.device.Timer`); perf_counter on the CPU."""
+    sync(device)
+    timer = Timer(device)
+    timer.start()
+    for _ in range(n):
+        fn()
+    timer.stop()
+    return timer.total() / n
 
 
 def peak_bytes(fn: Callable, device: torch.device) -> int:

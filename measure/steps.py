@@ -5,14 +5,25 @@ dataset shape (MNIST 1x28x28 for `lenet5` and `rippel-sp`, CIFAR 3x32x32 otherwi
 
 - training-step ms: `harness.step.train_step` eagerly (the harness's own step: forward,
   cross-entropy, backward, optimizer step, scheduler, `after_optimizer_step`), and on CUDA
-  replayed from a CUDA graph (`harness.graph.StepRunner`, mode "on"); median of
-  `--repeats` after `--warmup` steps. GPU: CUDA events around each step + synchronize;
-  CPU: time.perf_counter (`measure.common.time_call`, on harness.device.Timer).
-- inference ms: the model in eval mode under no_grad, as `harness.train.evaluate`.
-- memory: `resident_mb` (parameters, gradients, optimizer state, buffers after warm-up)
-  and `step_peak_mb`, the peak of one training step above that (`measure.common.peak_bytes`:
-  the CUDA allocator on a GPU, torch's CPU allocator via the profiler on CPU); `peak_mb`
-  is their sum.
+  replayed from a CUDA graph (`harness.graph.StepRunner`, mode "on": a capture that fails
+  makes the row an error row, never a silent eager row). After `--warmup` untimed steps
+  (for a graph row after its eager warm-up steps and the capture, which are never
+  timed), `--repeats` steps run back to back as in the training loop and are timed as a
+  whole: CUDA events before the first and after the last, read after one
+  synchronization, divided by the count (no synchronization between steps, so the host
+  queues a step while the GPU runs the one before); perf_counter on the CPU
+  (`measure.common.time_steps`). The median over up to 3 such blocks.
+- inference ms: the model in eval mode under no_grad, as `harness.train.evaluate`, timed
+  the same way.
+- memory, each the allocator's bytes (the CUDA caching allocator on a GPU; on the CPU
+  torch's CPU allocations as the profiler records them, `measure.common.peak_bytes`):
+  `resident_mb` the parameters, gradients, optimizer state and buffers after the warm-up;
+  `data_mb` the batch on the device; `step_peak_mb` the peak of one eager training step
+  above what was allocated before it (activations and temporaries); `peak_mb` =
+  resident + data + step peak: the eager training step's footprint; `infer_peak_mb` the
+  peak of one inference pass above what was allocated before it; `graph_pool_mb` (CUDA)
+  the memory the captures reserved for the graph's private pool, which replays use on
+  top of the resident state (and which the allocator's peak does not show).
 - the ratio of each of these to the baseline of the same architecture (`baseline`): the
   `cnn` where it exists, the LeNet-5 CNN for `rippel-sp` (the same MNIST input), the
   spatial twin `spatial-param` for the other Rippel nets and the RGB variant of
@@ -21,15 +32,17 @@ dataset shape (MNIST 1x28x28 for `lenet5` and `rippel-sp`, CIFAR 3x32x32 otherwi
   column: per image at this batch, forward + backward for a step, forward for inference;
   FLOPs = 2 MACs) and as a fraction of this device's measured dense float32 matmul peak
   (`measure.common.matmul_peak_gflops`).
-- `capture`: "ok", or why the step cannot be captured in a CUDA graph (on CUDA the capture
-  itself; on CPU `harness.graph.capture_hazards`).
-- the precision policy (`precision`: fp32 = TF32 off for cuBLAS and cuDNN; tf32; applied by
-  `harness.device.activate`, as for a run) and the CPU thread count, in every row.
+- `capture`: on CUDA "captured" (a failed capture is the row's error); on the CPU nothing
+  is captured: "not tried (CPU)" and what the CPU probe `harness.hazards.capture_hazards`
+  found ("probe: no hazards" does not prove a capture works: only a GPU run does).
+- the precision policy (`precision`: fp32 = TF32 off for cuBLAS and cuDNN; tf32) and the
+  cuDNN policy (`cudnn_benchmark`, default off as for runs), applied by
+  `harness.device.activate` as for a run, and the CPU thread count, in every row.
 
 Writes <results>/_measure/step_bench.csv (the reports pick it up) and prints a Markdown
 table.
 
-    python -m measure.steps --quick                 # CPU smoke run, about a minute
+    python -m measure.steps --quick                 # CPU smoke run
     python -m measure.steps --threads 2             # every (method, arch), CPU
     python -m measure.steps --device cuda           # eager and graph, GPU
     python -m measure.steps --methods cnn,cemnet --archs lenet5,vgg-small
@@ -47,21 +60,23 @@ import torch
 
 import methods
 from harness import ops
-from harness.device import activate
-from harness.graph import StepRunner, capture_hazards
+from harness.device import activate, sync, tensor_mb
+from harness.graph import StepRunner
+from harness.hazards import capture_hazards
 from harness.spec import RunSpec
 from harness.step import make_optimizer, make_scheduler, train_step
 from harness.suite import resolve_hparams
 from measure import common
-from measure.common import device_name, matmul_peak_gflops, peak_bytes, time_call
+from measure.common import device_name, matmul_peak_gflops, peak_bytes, time_steps
 
 NAME = "step_bench"         # <results>/_measure/step_bench.csv
 MNIST_ARCHS = ("lenet5", "rippel-sp")
 QUICK = {"methods": ("cnn", "cemnet", "cemnet-no-wf-bn-dropout", "fcnn", "spectral-pooling"),
          "archs": ("lenet5", "vgg-small", "rippel-sp")}
 FIELDS = ["method", "arch", "variant", "input", "batch", "device", "device_name", "threads",
-          "precision", "tf32_matmul", "tf32_cudnn", "repeats", "train_ms", "train_graph_ms",
-          "infer_ms", "resident_mb", "step_peak_mb", "peak_mb", "mem_method", "baseline",
+          "precision", "tf32_matmul", "tf32_cudnn", "cudnn_benchmark", "repeats", "train_ms",
+          "train_graph_ms", "infer_ms", "resident_mb", "data_mb", "step_peak_mb", "peak_mb",
+          "infer_peak_mb", "graph_pool_mb", "mem_method", "baseline",
           "train_ratio", "train_graph_ratio", "infer_ratio", "peak_ratio", "params",
           "macs_fwd_per_image", "macs_bwd_per_image", "gflops_train", "gflops_train_graph",
           "gflops_infer", "frac_peak_train", "frac_peak_train_graph", "frac_peak_infer",
@@ -90,13 +105,14 @@ def label(method: str, arch: str, hp: dict) -> str:
     return f"{method}/{arch}" + (f"[{extra}]" if extra else "")
 
 
-def set_precision(policy: str, device: torch.device) -> dict:
-    """Make `device` current and apply the precision policy as a run does
+def set_precision(policy: str, device: torch.device, cudnn_benchmark: bool = False) -> dict:
+    """Make `device` current and apply the precision and cuDNN policies as a run does
     (`harness.device.activate`); the row's flags: TF32 in effect (only on a GPU)."""
-    flags = activate(device, policy)
+    flags = activate(device, policy, cudnn_benchmark)
     on_gpu = device.type == "cuda"
     return {"precision": policy, "tf32_matmul": flags["tf32_matmul"] and on_gpu,
-            "tf32_cudnn": flags["tf32_cudnn"] and on_gpu}
+            "tf32_cudnn": flags["tf32_cudnn"] and on_gpu,
+            "cudnn_benchmark": flags["cudnn_benchmark"]}
 
 
 def build(method: str, arch: str, hp: dict, device, batch: int, steps: int,
@@ -117,19 +133,25 @@ def data(shape, batch: int, device):
             torch.randint(0, 10, (batch,), generator=g).to(device))
 
 
-def timed(fn, device, warmup: int, repeats: int, budget: float) -> tuple[float, int]:
-    """Median seconds of fn() over `repeats` calls after `warmup` calls; fewer repeats (at
-    least 1) when the case would take more than `budget` seconds."""
-    def timer(f):
-        return time_call(f, device)
+BLOCKS = 3      # timed blocks of back-to-back steps; the median is reported
 
-    _, first = timer(fn)
-    if (warmup + repeats) * first > budget:
-        repeats, warmup = max(1, int(budget / max(first, 1e-9)) - 1), min(warmup, 1)
+
+def timed(fn, device, warmup: int, repeats: int, budget: float) -> tuple[float, int]:
+    """(seconds per call of fn(), calls timed): the median over up to BLOCKS blocks of
+    `repeats` back-to-back calls each timed as a whole (`time_steps`), after `warmup`
+    untimed calls (at least one, which also estimates the cost); fewer calls (at least
+    one block of one) when they would take more than `budget` seconds."""
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    first = time.perf_counter() - t0
     for _ in range(warmup - 1):
         fn()
-    times = [timer(fn)[1] for _ in range(repeats)]
-    return statistics.median(times), len(times)
+    affordable = max(1, int(budget / max(first, 1e-9)))
+    repeats = max(1, min(repeats, affordable // BLOCKS))
+    blocks = max(1, min(BLOCKS, affordable // repeats))
+    times = [time_steps(fn, device, repeats) for _ in range(blocks)]
+    return statistics.median(times), blocks * repeats
 
 
 def resident_bytes(model, opt) -> int:
@@ -153,8 +175,8 @@ def run_case(method: str, arch: str, hp: dict, args, device, peak: float, prec: 
            "batch": args.batch, "device": str(device), "device_name": device_name(device),
            "threads": torch.get_num_threads(), **prec, "matmul_peak_gflops": round(peak, 1),
            "torch": torch.__version__, "convention": ops.CONVENTION_ID, "error": "",
-           "mem_method": "cuda max_memory_allocated" if device.type == "cuda"
-           else "torch.profiler CPU allocations"}
+           "mem_method": "cuda max_memory_allocated; graph pool: memory_reserved growth "
+           "during capture" if device.type == "cuda" else "torch.profiler CPU allocations"}
     try:
         steps = 10 ** 6                  # a long cosine: the lr barely moves while timing
         spec, model, opt, sched, shape = build(method, arch, hp, device, args.batch, steps)
@@ -164,14 +186,17 @@ def run_case(method: str, arch: str, hp: dict, args, device, peak: float, prec: 
         t_train, reps = timed(lambda: train_step(model, opt, sched, xb, yb, spec.clip_norm),
                               device, args.warmup, args.repeats, args.budget)
         row["resident_mb"] = resident_bytes(model, opt) / 2 ** 20
+        row["data_mb"] = tensor_mb(xb, yb)
         step_peak = peak_bytes(lambda: train_step(model, opt, sched, xb, yb, spec.clip_norm),
                                device)
         model.eval()
         with torch.no_grad():
             t_infer, _ = timed(lambda: model(xb), device, args.warmup, args.repeats, args.budget)
+            infer_peak = peak_bytes(lambda: model(xb), device)
         row.update(repeats=reps, train_ms=t_train * 1e3, infer_ms=t_infer * 1e3,
-                   step_peak_mb=step_peak / 2 ** 20, params=ops.count_params(model))
-        row["peak_mb"] = row["resident_mb"] + row["step_peak_mb"]
+                   step_peak_mb=step_peak / 2 ** 20, infer_peak_mb=infer_peak / 2 ** 20,
+                   params=ops.count_params(model))
+        row["peak_mb"] = row["resident_mb"] + row["data_mb"] + row["step_peak_mb"]
         fwd = per_image(counts, "macs_fwd", args.batch)
         bwd = per_image(counts, "macs_bwd", args.batch)
         row.update(macs_fwd_per_image=round(fwd), macs_bwd_per_image=round(bwd))
@@ -187,28 +212,34 @@ def run_case(method: str, arch: str, hp: dict, args, device, peak: float, prec: 
 
 
 def capture_row(method, arch, hp, args, device, row, macs_step) -> str:
-    """On CUDA: time the graph-replayed step (filling the graph columns); on CPU: the
-    capture probe. Returns "ok" or why the step cannot be captured."""
+    """On CUDA: time the graph-replayed step (filling the graph columns; a failed capture
+    raises, which makes the row an error row); on CPU: the capture probe."""
     if device.type != "cuda":
         _, model, _, _, shape = build(method, arch, hp, "cpu", 2, 10)
         xb, yb = data(shape, 2, "cpu")
         found = capture_hazards(model, xb, yb)
-        return "ok" if not found else "; ".join(found)[:300]
+        return "not tried (CPU); probe: " + ("no hazards" if not found else "; ".join(found))[:300]
     spec, model, opt, sched, shape = build(method, arch, hp, device, args.batch, 10 ** 6,
                                            capturable=True)
-    runner = StepRunner(model, opt, sched, spec.clip_norm, device, mode="auto")
+    runner = StepRunner(model, opt, sched, spec.clip_norm, device, mode="on")
     xb, yb = data(shape, args.batch, device)
-    for _ in range(runner.warmup):
-        runner.step(xb, yb)
-    t_graph, _ = timed(lambda: runner.step(xb, yb), device, args.warmup, args.repeats,
-                       args.budget)
-    rec = runner.record()
-    if rec["step_mode"] != "graph":
-        return rec["step_mode_reason"][:300]
+    t_graph = time_graph(runner, xb, yb, device, args)
+    row["graph_pool_mb"] = runner.pool_bytes / 2 ** 20
     row["train_graph_ms"] = t_graph * 1e3
     row["gflops_train_graph"] = 2 * macs_step * args.batch / t_graph / 1e9
     row["frac_peak_train_graph"] = row["gflops_train_graph"] / row["matmul_peak_gflops"]
-    return "ok"
+    return "captured"
+
+
+def time_graph(runner, xb, yb, device, args) -> float:
+    """Seconds per replayed step: the runner's eager warm-up steps and the capture run
+    first, untimed (capture is compile time), then the replays are timed (`timed`)."""
+    for _ in range(runner.warmup + 1):
+        runner.step(xb, yb)
+    if runner.record()["step_mode"] != "graph":
+        raise RuntimeError(f"no graph after the capture step: {runner.record()}")
+    return timed(lambda: runner.step(xb, yb), device, args.warmup, args.repeats,
+                 args.budget)[0]
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -285,12 +316,16 @@ def parse_args(argv=None):
     ap.add_argument("--archs", default="", help="comma-separated architectures (default: all)")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default 3, quick 1)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed steps (default 10, quick 3)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="steps per timed block, up to 3 blocks (default 10, quick 3)")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds of timing per measurement before repeats are cut "
                          "(default 30, quick 10)")
     ap.add_argument("--precision", choices=("fp32", "tf32"), default="fp32",
                     help="fp32 (TF32 off, default) or tf32 for cuBLAS/cuDNN")
+    ap.add_argument("--cudnn-benchmark", choices=("off", "on"), default="off",
+                    help="cuDNN algorithm search, as --set cudnn_benchmark for runs (default "
+                         "off: cuDNN's heuristics, the runs' default)")
     ap.add_argument("--matmul-n", type=int, default=None,
                     help="matmul size for the peak (default 4096 CPU, 8192 GPU; quick 1024)")
     common.add_output_args(ap, NAME)
@@ -309,7 +344,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    prec = set_precision(args.precision, args.device)
+    prec = set_precision(args.precision, args.device, args.cudnn_benchmark == "on")
     t0 = time.perf_counter()
     peak = matmul_peak_gflops(args.device, args.matmul_n)
     rows = []

@@ -97,9 +97,12 @@ def _text(value) -> str | None:
 
 
 def precision_policy(spec: dict, env: dict) -> str:
-    """spec.precision, else environment.precision.policy; unrecorded in older records."""
+    """spec.precision, else environment.precision.policy; unrecorded in older records.
+    Runs with cuDNN's algorithm search on (spec.cudnn_benchmark) are a policy of their own."""
     p = spec.get("precision") or _table(env.get("precision")).get("policy")
-    return str(p) if p else UNKNOWN
+    if not p:
+        return UNKNOWN
+    return f"{p}, cudnn_benchmark on" if spec.get("cudnn_benchmark") is True else str(p)
 
 
 def precision_flags(env: dict) -> str:
@@ -108,7 +111,8 @@ def precision_flags(env: dict) -> str:
     if "tf32_matmul" not in f:
         return UNKNOWN
     return (f"TF32 matmul {'on' if f['tf32_matmul'] else 'off'}, "
-            f"cuDNN {'on' if f.get('tf32_cudnn') else 'off'}")
+            f"cuDNN {'on' if f.get('tf32_cudnn') else 'off'}"
+            + (", cuDNN benchmark on" if f.get("cudnn_benchmark") else ""))
 
 
 def per_image(b1, per_sample, batch: int):

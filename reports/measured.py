@@ -5,7 +5,9 @@
     python -m measure.steps         -> <results>/_measure/step_bench.csv    -> a table, figures
                                        (and render's paper-budget projection of the cost)
 (`harness.store.measurement_csv` names the files for both sides.) A file there that is
-not a readable CSV (or not a regular file at all) is left out with a warning.
+not a readable CSV (or not a regular file at all) is left out with a warning. A case
+that failed (its `error` column) is listed in a table with its error; the figures show
+the cases that were measured.
 """
 
 from __future__ import annotations
@@ -49,8 +51,11 @@ def blocks(root: Path, figdir: Path) -> list:
             blocks.append(("img", path, f"Rippel Fig. 4a analogue ({approx.name})"))
     if (df := read_measurement(layer)) is not None:
         if {"fwd_ms", "bwd_ms", "layer", "shape"} <= set(df.columns):
-            if "error" in df:
-                df = df[df["error"].isna()]
+            failed, df = split_failed(df)
+            if not failed.empty:
+                blocks += [("p", f"Layer benchmark cases that failed ({layer.name}):"),
+                           ("table", failed[[c for c in ("group", "layer", "shape", "error")
+                                             if c in failed]])]
             df = df.assign(**{"forward + backward (ms)": df["fwd_ms"] + df["bwd_ms"]})
             for group, g in df.groupby(df["group"] if "group" in df else "all"):
                 path = figures.bars(g, "shape", "forward + backward (ms)", "layer",
@@ -67,9 +72,19 @@ def blocks(root: Path, figdir: Path) -> list:
 STEP_COLUMNS = {"method": "method", "variant": "arch", "device_name": "device",
                 "threads": "threads", "precision": "precision", "train_ms": "train ms",
                 "train_graph_ms": "graph ms", "infer_ms": "infer ms", "peak_mb": "peak MB",
+                "graph_pool_mb": "graph pool MB",
                 "baseline": "baseline", "train_ratio": "train ×", "train_graph_ratio": "graph ×",
                 "infer_ratio": "infer ×", "peak_ratio": "peak mem ×",
-                "frac_peak_train": "train % of matmul peak", "capture": "capture"}
+                "frac_peak_train": "train % of matmul peak", "capture": "capture",
+                "error": "error"}
+
+
+def split_failed(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the rows with an error, the rows without)."""
+    if "error" not in df:
+        return df.iloc[:0], df
+    failed = df["error"].notna() & (df["error"].astype(str).str.strip() != "")
+    return df[failed], df[~failed]
 
 
 def step_bench_blocks(df: pd.DataFrame, figdir: Path) -> list:
@@ -77,22 +92,28 @@ def step_bench_blocks(df: pd.DataFrame, figdir: Path) -> list:
     time by method for each architecture."""
     if df.empty or not {"method", "arch", "train_ms"} <= set(df.columns):
         return []
-    if "error" in df:
-        df = df[df["error"].isna()]
-    cols = [c for c in STEP_COLUMNS if c in df.columns]
+    failed, measured = split_failed(df)
+    cols = [c for c in STEP_COLUMNS if c in df.columns and (c != "error" or not failed.empty)]
     table = df[cols].copy()
     for c in cols:
         if c == "frac_peak_train":
             table[c] = [f"{100 * v:.1f}%" if v == v else "–" for v in table[c]]
         elif c.endswith(("_ms", "_mb", "_ratio")):
             table[c] = [f"{v:.3g}" if v == v else "–" for v in table[c]]
+        elif c == "error":
+            table[c] = [v if isinstance(v, str) else "" for v in table[c]]
     blocks = [("h2", "Step benchmark"),
               ("p", f"measure.steps ({STEP_CSV}.csv): one training step "
                     f"(forward, loss, backward, optimizer) at batch {df['batch'].iloc[0]}, eager "
                     f"and (on CUDA) replayed from a CUDA graph; ×: ratio to the baseline of the "
-                    f"same architecture; op counts {', '.join(sorted(df['convention'].unique()))}."),
+                    f"same architecture; peak MB: the eager step's allocator footprint "
+                    f"(resident state, the batch, the step's peak), graph pool MB: what the "
+                    f"graph's private pool adds; op counts "
+                    f"{', '.join(sorted(df['convention'].astype(str).unique()))}."
+                    + (f" {len(failed)} case(s) failed: their error is in the table."
+                       if not failed.empty else "")),
               ("table", table.rename(columns=STEP_COLUMNS))]
-    for i, (dev, g) in enumerate(df.groupby("device_name")):
+    for i, (dev, g) in enumerate(measured.groupby("device_name")):
         if "variant" in g:      # e.g. dct-select/resnet20 and its [input=rgb] baseline
             g = g.assign(method=[m + (v.removeprefix(a) if isinstance(v, str) else "")
                                  for m, a, v in zip(g["method"], g["arch"], g["variant"])])

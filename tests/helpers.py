@@ -100,7 +100,7 @@ class InProcessExecutor:
     submitted: list[dict] = []
 
     def __init__(self, folder, python=None):
-        self.folder, self.params = Path(str(folder).replace("%j", "inproc")), {}
+        self.folder, self.params = Path(str(folder).replace("%j", "inproc")), {"python": python}
 
     def update_parameters(self, **kw):
         self.params.update(kw)
@@ -149,3 +149,36 @@ def counted(method: str, arch: str) -> dict:
     except Exception:   # noqa: BLE001 - fall back to the ordinary build
         model, shape = build(method, arch)
         return count_ops(model, shape)
+
+
+# A simulated GPU for the GPU code paths on a machine without one (tests/test_gpu_paths.py,
+# tests/test_graph.py): torch.cuda's device queries answer for a 2-GPU machine, set_device
+# performs torch's real index check, synchronize is counted, memory statistics read 0.
+SIMULATED_GPU = "Simulated H200"
+
+
+def install_fake_cuda(monkeypatch) -> types.SimpleNamespace:
+    from torch.cuda._utils import _get_device_index
+
+    state = types.SimpleNamespace(current=0, set_calls=[], syncs=0)
+
+    def set_device(device):
+        state.current = _get_device_index(device)   # torch's own check: needs an index
+        state.set_calls.append(state.current)
+
+    def get_device_properties(device):
+        return types.SimpleNamespace(name=SIMULATED_GPU, total_memory=141 * 2**30)
+
+    def synchronize(device=None):
+        state.syncs += 1
+
+    cuda = torch.cuda
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(cuda, "current_device", lambda: state.current)
+    monkeypatch.setattr(cuda, "set_device", set_device)
+    monkeypatch.setattr(cuda, "get_device_name", lambda device=None: SIMULATED_GPU)
+    monkeypatch.setattr(cuda, "get_device_properties", get_device_properties)
+    monkeypatch.setattr(cuda, "synchronize", synchronize)
+    monkeypatch.setattr(cuda, "memory_reserved", lambda device=None: 0)
+    return state

@@ -1,14 +1,20 @@
-"""harness/graph.py: the training step as a CUDA graph (issue 14).
+"""harness/graph.py: the training step as a CUDA graph (issues 14 and 22).
 
 On the CPU: the eager runner is train_step bit for bit, the lr schedule through a device
 tensor (what a captured step reads) equals eager's float schedule over a whole run (cosine
-with warm-up), and training with that tensor lr equals training with a float lr. On CUDA
-(skipped without a GPU): graph and eager agree over 50 steps with dropout and noise off,
-dropout masks and CEMNet noise are fresh at every replay, the final short batch gets its
-own graph, and a host sync makes "auto" fall back to eager with a reason and "on" fail.
+with warm-up), and training with that tensor lr equals training with a float lr; with a
+simulated capture, a failed capture records its first error, restores the stream and
+gives the pool back. On CUDA (skipped without a GPU): graph and eager agree over 50 steps
+with dropout and noise off, dropout masks and CEMNet noise are fresh at every replay, the
+final short batch gets its own graph, a host sync makes "auto" fall back to eager with
+its first cause (stream restored, pool released) and "on" fail, and no optimizer's step
+synchronizes with the host under any graph mode.
 """
 
 from __future__ import annotations
+
+import contextlib
+import types
 
 import pytest
 import torch
@@ -20,6 +26,7 @@ from harness.graph import StepRunner, current_lr
 from harness.spec import RunSpec
 from harness.step import make_optimizer, make_scheduler, train_step
 from harness.suite import resolve_hparams
+from helpers import install_fake_cuda
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CUDA = torch.cuda.is_available()
@@ -237,6 +244,11 @@ class _Syncs(nn.Module):
 
 @needs_cuda
 def test_auto_falls_back_to_eager_with_a_reason_and_on_fails():
+    """A host sync during capture: "auto" trains on eagerly and records the sync's own
+    error (not "operation failed due to a previous error during capture", which ending
+    the invalidated capture raises), the current stream is the one before the capture,
+    and the graph's private pool is given back: after empty_cache the device holds no
+    more memory than before the capture. "on" fails with the same first cause."""
     spec = RunSpec("cnn", "lenet5", "test")
     for mode in ("auto", "on"):
         model = _Syncs().cuda().train()
@@ -244,17 +256,152 @@ def test_auto_falls_back_to_eager_with_a_reason_and_on_fails():
         runner = StepRunner(model, opt, make_scheduler(spec, opt, 10), 0, "cuda", mode=mode,
                             warmup=1)
         data = batches((1, 28, 28), 3, device="cuda")
+        stream, loss = torch.cuda.current_stream(), None
+        runner.step(*data[0])                          # the eager warm-up step
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        reserved = torch.cuda.memory_reserved()
         if mode == "on":
-            runner.step(*data[0])
-            with pytest.raises(UserError, match="graph=on: capture failed"):
+            with pytest.raises(UserError, match="graph=on: capture failed: .*capturing") as err:
                 runner.step(*data[1])
+            assert "previous error" not in str(err.value)
         else:
-            for xb, yb in data:
+            for xb, yb in data[1:]:
                 loss, _ = runner.step(xb, yb)
                 assert torch.isfinite(loss)
             rec = runner.record()
             assert rec["step_mode"] == "eager" and rec["step_mode_reason"].startswith(
                 "capture failed")
+            assert "capturing" in rec["step_mode_reason"], rec
+            assert "previous error" not in rec["step_mode_reason"], rec
+        assert torch.cuda.current_stream() == stream == torch.cuda.default_stream()
+        del loss
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        assert torch.cuda.memory_reserved() <= reserved + 2**20   # no private pool left
+
+
+# -------------------------------------------------- a failed capture, simulated on the CPU
+class _Capture:
+    """torch.cuda's streams and graph capture as a CPU can simulate them: a stream context
+    that tracks the current stream, a CUDAGraph whose capture an illegal host sync
+    invalidates (ending it then raises CUDA's secondary error), and the allocator's pool
+    calls, recorded."""
+
+    def __init__(self, monkeypatch):
+        self.default = types.SimpleNamespace(name="default", wait_stream=lambda other: None)
+        self.current = self.default
+        self.capturing = self.invalidated = False
+        self.pool_calls = []
+        capture = self
+
+        class Graph:
+            def capture_begin(self, pool=None, **kwargs):
+                capture.capturing, capture.invalidated = True, False
+
+            def capture_end(self):
+                capture.capturing = False
+                if capture.invalidated:
+                    raise RuntimeError("CUDA error: operation failed due to a previous error "
+                                       "during capture")
+
+            def pool(self):
+                return (1, 0)
+
+        @contextlib.contextmanager
+        def stream(s):
+            before, capture.current = capture.current, s
+            try:
+                yield
+            finally:
+                capture.current = before
+
+        cuda = torch.cuda
+        monkeypatch.setattr(cuda, "Stream", lambda *a, **k: types.SimpleNamespace(
+            name="side", wait_stream=lambda other: None))
+        monkeypatch.setattr(cuda, "current_stream", lambda device=None: capture.current)
+        monkeypatch.setattr(cuda, "stream", stream)
+        monkeypatch.setattr(cuda, "CUDAGraph", Graph)
+        monkeypatch.setattr(cuda, "graph_pool_handle", lambda: (0, 7))
+        monkeypatch.setattr(cuda, "empty_cache", lambda: self.pool_calls.append("empty_cache"))
+        monkeypatch.setattr(cuda.graph, "default_capture_stream", None)
+        monkeypatch.setattr(torch._C, "_host_emptyCache", lambda: None, raising=False)
+        for name in ("_cuda_endAllocateToPool", "_cuda_releasePool"):
+            monkeypatch.setattr(torch._C, name, lambda device, pool, name=name:
+                                self.pool_calls.append((name, device, pool)))
+
+
+class _SyncsWhileCapturing(nn.Module):
+    """.item() in the forward pass, which CUDA refuses during a capture."""
+
+    def __init__(self, capture):
+        super().__init__()
+        self.capture = capture
+        self.lin = nn.Linear(784, 10)
+
+    def forward(self, x):
+        if self.capture.capturing:
+            self.capture.invalidated = True
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+        return self.lin(x.flatten(1))
+
+
+@pytest.mark.parametrize("mode", ["auto", "on"])
+def test_a_failed_capture_records_its_first_cause_restores_the_stream_and_the_pool(
+        monkeypatch, mode):
+    import harness.graph as graph
+    install_fake_cuda(monkeypatch)
+    capture = _Capture(monkeypatch)
+    # the optimizer is the CPU's: let the runner take it as the capturable one it would be
+    monkeypatch.setattr(graph, "_pin_lr", lambda opt, device: None)
+    monkeypatch.setattr(graph, "_not_capturable", lambda opt, device: "")
+    spec = RunSpec("cnn", "lenet5", "test")
+    model = _SyncsWhileCapturing(capture).train()
+    opt = make_optimizer(spec, model.parameters())
+    runner = StepRunner(model, opt, make_scheduler(spec, opt, 10), 0, "cuda:0", mode=mode,
+                        warmup=1)
+    data = batches((1, 28, 28), 3)
+    runner.step(*data[0])                                   # eager warm-up step
+    first = "RuntimeError: CUDA error: operation not permitted when stream is capturing"
+    if mode == "on":
+        with pytest.raises(UserError, match=f"graph=on: capture failed: {first}"):
+            runner.step(*data[1])
+    else:
+        for xb, yb in data[1:]:                             # the capture fails; eager on
+            assert torch.isfinite(runner.step(xb, yb)[0])
+        assert runner.record() == {"step_mode": "eager",
+                                   "step_mode_reason": f"capture failed: {first}"}
+    assert capture.current is capture.default              # not left on the capture stream
+    assert [c for c in capture.pool_calls if c != "empty_cache"] == [
+        ("_cuda_endAllocateToPool", 0, (0, 7)), ("_cuda_releasePool", 0, (0, 7))]
+    assert capture.pool_calls[-1] == "empty_cache"          # its memory back to the device
+
+
+@needs_cuda
+@pytest.mark.parametrize("method", ["cnn", "cemnet"])
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam", "sgd"])
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_no_step_synchronizes_with_the_host(method, optimizer, mode):
+    """CUDA's sync debug mode raises on any implicit host synchronization (.item(), a
+    device->host copy, nonzero): none in the steps after the warm-up and capture steps
+    (eager steps in off and for SGD, replays otherwise; a sync in the capture would have
+    made it fail). The optimizer is the training loop's (capturable unless graph=off)."""
+    _, model, opt, sched, shape = setup(method, device="cuda", capturable=mode != "off",
+                                        spec_kw={"optimizer": optimizer, "clip_norm": 1.0})
+    runner = StepRunner(model, opt, sched, 1.0, "cuda", mode=mode)
+    data = batches(shape, runner.warmup + 5, batch=16, device="cuda")
+    for xb, yb in data[:runner.warmup + 1]:
+        runner.step(xb, yb)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for xb, yb in data[runner.warmup + 1:]:
+            runner.step(xb, yb)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    expected = "graph" if mode == "auto" and optimizer != "sgd" else "eager"
+    assert runner.record()["step_mode"] == expected, runner.record()
 
 
 @needs_cuda

@@ -1,14 +1,19 @@
 """The standalone measurements (measure/): the step benchmark runs, writes its CSV with every
 column, and takes each ratio against the right baseline (a smoke run at batch 4: timings
-are not checked); the approximation-error reconstructions are exact where they must be."""
+are not checked); it times steps back to back with the capture kept out; a failed case is
+listed in the report with its error; the approximation-error reconstructions are exact
+where they must be."""
 
 import csv
+import time
 
+import pandas as pd
 import pytest
 import torch
 
 from measure import approx_error
 from measure import steps as step_bench
+from reports import measured
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,11 +27,17 @@ def test_smoke_run_writes_every_column(tmp_path):
     assert [r["method"] for r in rows] == ["cnn", "spectral-pooling", "cemnet"]
     assert list(rows[0]) == step_bench.FIELDS
     by = {r["method"]: r for r in rows}
+    batch_mb = (4 * 1 * 28 * 28 * 4 + 4 * 8) / 2 ** 20    # float32 images, int64 labels
     for r in rows:
         assert not r["error"], r["error"]
-        assert r["capture"] == "ok"                       # every method captures (CPU probe)
+        # nothing is captured on a CPU: the column says so, and what the probe found
+        assert r["capture"] == "not tried (CPU); probe: no hazards"
         assert float(r["train_ms"]) > 0 and float(r["infer_ms"]) > 0
-        assert float(r["peak_mb"]) >= float(r["resident_mb"]) > 0
+        assert float(r["data_mb"]) == pytest.approx(batch_mb, abs=1e-4)
+        assert float(r["peak_mb"]) == pytest.approx(
+            float(r["resident_mb"]) + float(r["data_mb"]) + float(r["step_peak_mb"]), abs=1e-3)
+        assert float(r["step_peak_mb"]) > 0 and float(r["infer_peak_mb"]) > 0
+        assert r["graph_pool_mb"] == "" and r["cudnn_benchmark"] == "False"
         assert r["precision"] == "fp32" and int(r["threads"]) >= 1
         assert r["convention"] == "sb-macs-v2" and float(r["gflops_train"]) > 0
         assert r["train_graph_ms"] == ""                  # no graph on the CPU
@@ -60,3 +71,66 @@ def test_approx_error_reconstructions():
     spec = [r["mean_rel_error"] for r in rows if r["method"] == "spectral"]
     assert all(a >= b - 1e-12 for a, b in zip(spec, spec[1:]))
     assert {r["stride"] for r in rows if r["method"] == "max"} == {2, 4, 8}
+
+
+class _Runner:
+    """A StepRunner's interface: its eager warm-up steps and the capture are slow."""
+
+    warmup = 3
+
+    def __init__(self):
+        self.calls = 0
+
+    def step(self, xb, yb):
+        self.calls += 1
+        time.sleep(0.2 if self.calls <= self.warmup + 1 else 0.001)
+
+    def record(self):
+        return {"step_mode": "graph" if self.calls > self.warmup else "eager"}
+
+
+def test_graph_timing_leaves_the_warm_up_and_the_capture_out():
+    args = step_bench.parse_args(["--device", "cpu", "--warmup", "1", "--repeats", "5",
+                                  "--budget", "1"])
+    runner = _Runner()
+    t = step_bench.time_graph(runner, None, None, torch.device("cpu"), args)
+    assert t < 0.02                       # the 0.2 s capture is neither timed nor the estimate
+    assert runner.calls == 4 + 1 + 3 * 5  # warm-up and capture, 1 untimed, 3 blocks of 5
+
+
+def test_steps_are_timed_back_to_back_per_block():
+    calls = []
+    per_call, n = step_bench.timed(lambda: calls.append(time.perf_counter()),
+                                   torch.device("cpu"), warmup=2, repeats=4, budget=10)
+    assert n == step_bench.BLOCKS * 4 and len(calls) == 2 + n
+    assert 0 < per_call < 0.01
+
+
+def test_failed_cases_are_listed_in_the_report(tmp_path):
+    """A row whose case failed (here a capture that failed in graph=on) keeps its place in
+    the report's table with its error; the figure shows the measured rows."""
+    base = {"arch": "lenet5", "variant": "lenet5", "batch": 100, "device_name": "GPU x",
+            "threads": 2, "precision": "fp32", "infer_ms": 1.0, "peak_mb": 20.0,
+            "convention": "sb-macs-v2", "capture": "captured"}
+    rows = [dict(base, method="cnn", train_ms=3.0, train_graph_ms=1.0, error=float("nan")),
+            dict(base, method="cemnet", train_ms=5.0, train_graph_ms=float("nan"),
+                 capture="", error="UserError: graph=on: capture failed: RuntimeError: x")]
+    blocks = measured.step_bench_blocks(pd.DataFrame(rows), tmp_path)
+    table = next(b[1] for b in blocks if b[0] == "table")
+    assert list(table["method"]) == ["cnn", "cemnet"]
+    assert list(table["error"]) == ["", "UserError: graph=on: capture failed: RuntimeError: x"]
+    assert "1 case(s) failed" in next(b[1] for b in blocks if b[0] == "p")
+    assert any(b[0] == "img" for b in blocks)
+
+
+def test_failed_layer_cases_are_listed_in_the_report(tmp_path):
+    from harness import store
+    path = store.measurement_csv(tmp_path, "layer_bench")
+    path.parent.mkdir(parents=True)
+    pd.DataFrame([{"group": "g", "layer": "a", "shape": "s", "batch": 4, "fwd_ms": 1.0,
+                   "bwd_ms": 2.0, "error": float("nan")},
+                  {"group": "g", "layer": "b", "shape": "s", "batch": 4, "fwd_ms": float("nan"),
+                   "bwd_ms": float("nan"), "error": "TypeError: gone"}]).to_csv(path, index=False)
+    blocks = measured.blocks(tmp_path, tmp_path / "fig")
+    tables = [b[1] for b in blocks if b[0] == "table"]
+    assert len(tables) == 1 and list(tables[0]["error"]) == ["TypeError: gone"]

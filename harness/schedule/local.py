@@ -2,8 +2,8 @@
 
 submitit's LocalExecutor starts every job at once, so `run_local` submits one job per free
 slot and waits: never more than `max_parallel` runs at once (default: one per device).
-Each slot is bound to one device; a job bound to `cuda:N` sees only GPU N
-(CUDA_VISIBLE_DEVICES), where it trains on `cuda:0`. The runs share this machine's cores:
+Each slot is bound to one device; a job bound to `cuda:N` sees only that GPU
+(`slot_device`), where it trains on `cuda:0`. The runs share this machine's cores:
 each gets its part (`harness.contention.default_threads`). A failed run is recorded
 (manifest, attempts, its log) and the suite goes on; a run another process trains is
 "running elsewhere", skipped, not failed.
@@ -31,7 +31,7 @@ import submitit
 
 from harness import files, store
 from harness.contention import available_cores, default_threads
-from harness.device import resolve_device
+from harness.device import physical_gpu, resolve_device
 from harness.env import REPO
 from harness.errors import UserError
 from harness.schedule.job import RUNNING_ELSEWHERE, RunJob, failure_reason, process_start
@@ -49,14 +49,28 @@ def default_devices() -> list[str]:
     return ["cpu"]
 
 
-def slot_device(dev: str) -> tuple[tuple[int, ...], str]:
-    """(GPUs the job may see, device name the job trains on) for a local slot's device.
+def slot_device(dev: str) -> tuple[str | None, str]:
+    """(the GPU the job may see, device name the job trains on) for a local slot's device.
 
-    A job bound to `cuda:N` sees only GPU N (CUDA_VISIBLE_DEVICES), where it is `cuda:0`.
+    `cuda:N` is this process's N-th visible GPU: the job sees only that one, named as in
+    this process's CUDA_VISIBLE_DEVICES (`harness.device.physical_gpu`), where it is
+    `cuda:0`. A CPU slot sees no GPU (None).
     """
     if dev.startswith("cuda:"):
-        return (int(dev.split(":")[1]),), "cuda:0"
-    return (), dev
+        return physical_gpu(int(dev.split(":")[1])), "cuda:0"
+    return None, dev
+
+
+def slot_executor(folder: Path, gpu: str | None, timeout_min: int):
+    """A submitit LocalExecutor whose jobs see only `gpu` (None: no GPU).
+
+    submitit writes CUDA_VISIBLE_DEVICES from integer indices only (and empty for none); a
+    UUID cannot pass there, so the task's command (`task_python`) sets it, after submitit's.
+    """
+    executor = submitit.LocalExecutor(folder=folder, python=task_python(gpu))
+    executor.update_parameters(timeout_min=timeout_min, stderr_to_stdout=True,
+                               gpus_per_node=0, visible_gpus=())
+    return executor
 
 
 def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None,
@@ -83,8 +97,7 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
         out(f"{max_parallel} run(s) at once, {threads} CPU thread(s) each (threads auto)")
     sdir = suite_dir(root, suite)
     folder = job_folder(sdir) / "%j"
-    executor = submitit.LocalExecutor(folder=folder, python=task_python())
-    executor.update_parameters(timeout_min=timeout_min, stderr_to_stdout=True)
+    executors: dict[str | None, Any] = {}     # one per GPU a job may see (None: no GPU)
     parent = (os.getpid(), process_start(os.getpid()))     # the tasks end when we do
     pending = list(_unique(specs))
     keys = varying_keys(suite.specs)
@@ -103,9 +116,10 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
                 slot = free_slots.pop(0)
                 spec = pending.pop(0)
                 dev = devices[slot % len(devices)]
-                visible, job_device = slot_device(dev)
-                executor.update_parameters(gpus_per_node=len(visible), visible_gpus=visible)
-                job = executor.submit(RunJob(str(Path(root).resolve()),
+                gpu, job_device = slot_device(dev)
+                if gpu not in executors:
+                    executors[gpu] = slot_executor(folder, gpu, timeout_min)
+                job = executors[gpu].submit(RunJob(str(Path(root).resolve()),
                                              None if data_dir is None else str(Path(data_dir).resolve()),
                                              job_device, threads=threads, parent=parent,
                                              rerun_stale=rerun_stale),
@@ -117,13 +131,14 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
                     manifest = read_manifest(sdir)
                     task = {"job_id": job.job_id, "run_id": spec.run_id, "run_dir": str(d.resolve()),
                             "log": str(job.paths.stdout), "spec": describe_spec(spec, keys), "seed": spec.seed,
-                            "device": dev}
+                            "device": dev, "physical_gpu": gpu}
                     manifest["submissions"][-1]["tasks"].append(task)
                     manifest["runs"][spec.run_id] = {**task, "executor": "local", "folder": str(folder),
                                                      "submission": manifest["submissions"][-1]["number"]}
                     files.write_json(sdir / MANIFEST, manifest)
+                on = dev if gpu is None else f"{dev} (GPU {gpu})"
                 out(f"[{started}/{total}] start {spec.run_id} {describe_spec(spec, keys)} seed {spec.seed} "
-                    f"on {dev} (job {job.job_id})")
+                    f"on {on} (job {job.job_id})")
             time.sleep(poll_s)
             for slot, (job, spec) in list(running.items()):
                 if not job.done():
@@ -200,12 +215,14 @@ def sigterm_interrupts():
     return signal.signal(signal.SIGTERM, terminated)
 
 
-def task_python() -> str:
+def task_python(gpu: str | None = None) -> str:
     """The tasks' interpreter, with this checkout first on PYTHONPATH (the code the manifest
-    names). Set by `env` in the task's command rather than by a shell line around the
-    controller, so that the controller is our own child and job.cancel() reaches it."""
+    names) and only `gpu` visible (none for None). Set by `env` in the task's command
+    rather than by a shell line around the controller, so that the controller is our own
+    child and job.cancel() reaches it."""
     path = os.pathsep.join([str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-    return shlex.join(["env", f"PYTHONPATH={path}", sys.executable])
+    return shlex.join(["env", f"PYTHONPATH={path}", f"CUDA_VISIBLE_DEVICES={gpu or ''}",
+                       sys.executable])
 
 
 def local_slots(devices: list[str] | None, max_parallel: int | None) -> tuple[list[str], int]:
