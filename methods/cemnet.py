@@ -103,8 +103,9 @@ import torch.nn as nn
 
 from methods import Option, register, with_defaults
 from methods.cnn import ARCHS, LEAKY_SLOPE, VGG_CHANNELS, VGG_CONVS, default_arch, pooled_size
-from methods.fourier import (from_planar, hermitian_fill, kernel_spectrum, spectral_matmul_planar,
-                             spectral_maxpool, to_planar, wf_project)
+from methods.fourier import (from_planar, hermitian_fill, kernel_spectrum, spectral_matmul_fm,
+                             spectral_matmul_planar, spectral_maxpool, to_planar, wf_project)
+from methods.freq_stage import complete_norm_noise
 from methods.freqpool import FreqAvgPool
 
 WF_MODES = ("spatial", "projected", "none")
@@ -129,18 +130,39 @@ def he_normal_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
     return nn.init.trunc_normal_(t, 0.0, std, -2 * std, 2 * std)
 
 
-def multiplicative_noise(x: torch.Tensor, *stds: float) -> torch.Tensor:
-    """x times independent N(1, std) noise for each std in turn, one draw per element and
-    std (a real tensor; for a planar spectrum the Re and Im draws are therefore
-    independent). The noise comes from the global torch RNG of x's device: fresh at every
-    call, reproducible under a seed. `normal_(1, std)` draws N(1, std) in one pass; several
-    stds (the block's approximated Leaky ReLU, then its approximated dropout) are drawn in
-    that order and multiplied together first, so x is read and the product written once
-    (and the backward is one product too)."""
-    noise = torch.empty_like(x).normal_(1.0, stds[0])
+def noise_factor(shape, dtype, device, *stds: float) -> torch.Tensor:
+    """The product of independent N(1, std) draws, one per element of a contiguous real
+    tensor of `shape` and per std, in that order. The noise comes from the global torch RNG
+    of the device: fresh at every call, reproducible under a seed. `normal_(1, std)` draws
+    N(1, std) in one pass; several stds (the block's approximated Leaky ReLU, then its
+    approximated dropout) are drawn in that order and multiplied together, so that the
+    noisy tensor is read and written once (and the backward is one product too)."""
+    noise = torch.empty(shape, dtype=dtype, device=device).normal_(1.0, stds[0])
     for std in stds[1:]:
-        noise.mul_(torch.empty_like(x).normal_(1.0, std))
-    return x * noise
+        noise.mul_(torch.empty(shape, dtype=dtype, device=device).normal_(1.0, std))
+    return noise
+
+
+def interleaved_noise(b: int, c: int, h: int, w: int, dtype, device, *stds: float
+                      ) -> torch.Tensor:
+    """`noise_factor` of a planar (B, 2C, H, W) spectrum (the same draws in the same
+    order), laid out as the real view (B, C, H, W, 2) of a complex spectrum. The second
+    draw's buffer receives the result: on CPU every fresh large buffer costs page faults."""
+    shape = (b, 2, c, h, w)
+    noise = torch.empty(shape, dtype=dtype, device=device).normal_(1.0, stds[0])
+    spare = None
+    for std in stds[1:]:
+        spare = torch.empty(shape, dtype=dtype, device=device).normal_(1.0, std)
+        noise.mul_(spare)
+    out = spare.view(b, c, h, w, 2) if spare is not None else torch.empty(
+        (b, c, h, w, 2), dtype=dtype, device=device)
+    return out.copy_(noise.permute(0, 2, 3, 4, 1))
+
+
+def multiplicative_noise(x: torch.Tensor, *stds: float) -> torch.Tensor:
+    """x times `noise_factor` of x's shape (for a planar spectrum the Re and Im draws are
+    therefore independent)."""
+    return x * noise_factor(x.shape, x.dtype, x.device, *stds)
 
 
 class ApproxDropout(nn.Module):
@@ -230,6 +252,16 @@ class EMLayer(nn.Module):
             x = hermitian_fill(x, width)
         return spectral_matmul_planar(x, self.spectrum(), conj_input=True)
 
+    def freq_major(self, x) -> torch.Tensor:
+        """The product before its completion and layout: frequency-major (F', B, Cout)
+        complex, F' = H*(W//2+1) (the one-sided half, wf="spatial" with a one-sided input)
+        or H*W (`methods.freq_stage` takes it from there)."""
+        if self.onesided_input and self.wf == "spatial":
+            return spectral_matmul_fm(x, self.spectrum(onesided=True), conj_input=True)
+        if self.onesided_input:
+            x = hermitian_fill(x, self.size[1])
+        return spectral_matmul_fm(x, self.spectrum(), conj_input=True)
+
     @torch.no_grad()
     def project_(self):
         """Weight Fixation for wf="projected": W <- fft2(mask * Re(ifft2(W)))."""
@@ -243,10 +275,13 @@ class EMLayer(nn.Module):
 
 
 class CEMBlock(nn.Module):
-    """EM -> [frequency BN] -> activation -> approximated dropout; planar output.
+    """EM -> [frequency BN] -> activation -> approximated dropout.
 
-    Input: the one-sided complex spectrum (first block of a stage) or the planar output of
-    the previous block."""
+    Input: the one-sided complex spectrum (first block of a stage) or the output of the
+    previous block. In training the stage after the EM product runs fused
+    (`methods.freq_stage`) and the output is the complex (B, C, H, W) spectrum; in eval
+    mode (no noise, running statistics) the layers above run one after the other on the
+    planar (B, 2C, H, W) spectrum, which is also what the op counts see."""
 
     def __init__(self, cin, cout, k, size, *, wf, first, bn, activation, act_std, dropout):
         super().__init__()
@@ -256,25 +291,44 @@ class CEMBlock(nn.Module):
         self.act = ApproxLeakyReLU(act_std) if activation == "approx" else nn.LeakyReLU(LEAKY_SLOPE)
         self.drop = ApproxDropout(dropout) if dropout > 0 else nn.Identity()
 
+    def _stds(self, with_act: bool) -> tuple[float, ...]:
+        """The noise stds of the block in draw order (approximated Leaky ReLU, dropout)."""
+        act = (self.act.std,) if with_act and isinstance(self.act, ApproxLeakyReLU) else ()
+        drop = (self.drop.std,) if isinstance(self.drop, ApproxDropout) else ()
+        return tuple(s for s in act + drop if s)
+
     def forward(self, x):
-        y = self.bn(self.em(x))
-        if (self.training and isinstance(self.act, ApproxLeakyReLU) and self.act.std
-                and isinstance(self.drop, ApproxDropout) and self.drop.std):
-            # both layers are multiplicative noise: the same draws, in the same order,
-            # applied as one product (see multiplicative_noise)
-            return multiplicative_noise(y, self.act.std, self.drop.std)
-        return self.drop(self.act(y))
+        if not self.training:
+            return self.drop(self.act(self.bn(self.em(x))))
+        y = self.em.freq_major(x)
+        h, w = self.em.size
+        bn = self.bn if isinstance(self.bn, FreqBatchNorm) else None
+        leaky = isinstance(self.act, nn.LeakyReLU)
+        # the same N(1, std) draws, in the same order and planar layout, as the layers draw
+        stds = self._stds(with_act=not leaky)
+        b, c = y.shape[1:]
+        noise = None
+        if stds:    # drawn planar, then laid out as the complex output (Re, Im adjacent)
+            noise = interleaved_noise(b, c, h, w, y.real.dtype, y.device, *stds)
+        if not leaky:
+            return complete_norm_noise(y, h, w, bn=bn, noise=noise)
+        # split Leaky ReLU: per real number, in any layout
+        z = self.act(torch.view_as_real(complete_norm_noise(y, h, w, bn=bn)))
+        if noise is not None:
+            z = z.mul_(noise)
+        return torch.view_as_complex(z)
 
 
 class SpectralMaxPool(nn.Module):
-    """Planar spectrum -> one-sided complex spectrum of maxpool(Re(ifft2(Y)))."""
+    """Complex (or planar) spectrum -> one-sided complex spectrum of maxpool(Re(ifft2(Y)))."""
 
     def __init__(self, kernel: int = 2):
         super().__init__()
         self.kernel = kernel
 
     def forward(self, x):
-        return spectral_maxpool(from_planar(x), self.kernel, onesided=True)
+        return spectral_maxpool(x if x.is_complex() else from_planar(x), self.kernel,
+                                onesided=True)
 
 
 def head_branch(fin: int, hidden: tuple[int, ...], bn: bool, dropout: float) -> nn.Sequential:

@@ -14,7 +14,8 @@ Contents
 - `spectral_matmul`: the per-frequency complex channel mix, Y[f] = op(X[f]) @ W[f]
   (the CEMNet EM contraction and the FCNN Fourier convolution); `spectral_matmul_planar`
   the same with a planar result (and planar input allowed), completing a one-sided
-  Hermitian product to the full grid in the same pass.
+  Hermitian product to the full grid in the same pass; `spectral_matmul_fm` the raw
+  frequency-major GEMM output (what `methods.freq_stage` consumes).
 - `hermitian_fill`: the full spectrum from its one-sided half (real-signal symmetry).
 - `wf_project`: projection onto spectra of real kernels with K x K top-left support.
 - `spectral_maxpool`: the pool "sandwich" fft2(maxpool(Re(ifft2(Y)))).
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["pad_kernel", "support_mask", "kernel_spectrum", "spectral_matmul",
-           "spectral_matmul_planar", "hermitian_fill",
+           "spectral_matmul_fm", "spectral_matmul_planar", "hermitian_fill",
            "wf_project", "spectral_maxpool", "to_planar", "from_planar", "cached_constant",
            "dft_matrix"]
 
@@ -240,6 +241,19 @@ def spectral_matmul(x: torch.Tensor, w: torch.Tensor, *, conj_input: bool = Fals
     b, _, h, w_ = x.shape
     y = _SpectralMatmul.apply(x.to(dtype), w.to(dtype), conj_input)
     return y.view(h, w_, b, -1).permute(2, 3, 0, 1)
+
+
+def spectral_matmul_fm(x: torch.Tensor, w: torch.Tensor, *, conj_input: bool = False
+                       ) -> torch.Tensor:
+    """`spectral_matmul`'s product as the batched GEMM writes it: frequency-major
+    (F, B, Cout), contiguous, F = H*W of x's grid (e.g. a one-sided half). x: complex
+    (B, Cin, H, W) or planar real (B, 2 Cin, H, W); w: complex (Cin, Cout, H, W)."""
+    _check_matmul_shapes(x, w)
+    if x.is_complex():
+        x = x.to(torch.promote_types(x.dtype, w.dtype))
+    ctype = x.dtype if x.is_complex() else (torch.complex128 if x.dtype == torch.float64
+                                            else torch.complex64)
+    return _SpectralMatmul.apply(x, w.to(ctype), conj_input)
 
 
 def spectral_matmul_planar(x: torch.Tensor, w: torch.Tensor, *, conj_input: bool = False,

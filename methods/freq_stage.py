@@ -1,0 +1,214 @@
+"""The element-wise stage of a CEMNet block in one autograd Function (issue 26): Hermitian
+completion of the EM product, frequency BatchNorm and multiplicative noise, fused.
+
+What it computes (the same math as `methods.cemnet`'s eval-mode chain, and as the reference
+in tests/reference_layers.py, which tests/test_freq_stage.py compares it with in float64):
+
+    Z = noise * BN(complete(Y))
+
+- Y: the EM product as the GEMM writes it, frequency-major (F', B, C) complex: F' = H*W
+  (the full grid) or H*(W//2+1) (the one-sided half of a Hermitian spectrum, which
+  `complete` fills in by Y[-k] = conj(Y[k]), the math of `methods.fourier.hermitian_fill`).
+- BN: the two-branch frequency BatchNorm in training mode: one BatchNorm2d per channel and
+  part (Re, Im), statistics over (batch, H, W) of the full grid, affine in the planar
+  order of `FreqBatchNorm` (Re channels, then Im channels); optional.
+- noise: a real planar (B, 2C, H, W) factor (the product of the block's N(1, std) draws,
+  drawn by the caller in the planar order the layers always used); optional.
+- Z: the full spectrum, complex NCHW (B, C, H, W), contiguous: what `torch.fft.ifft2`
+  reads without a copy.
+
+Why fused (measured, `python -m measure.steps`, and the profiler table in the issue-26
+notes): the unfused chain makes the planar spectrum (a transpose and a gather), reads it
+three times in BatchNorm, once more for the noise product and once to interleave it for the
+inverse FFT, and each pass allocates a full-size tensor. Here:
+- the batch statistics come from the half grid with the multiplicities of the completion
+  (a column of the half with a mirror counts twice; its mirrored imaginary part has the
+  opposite sign), as small GEMVs over the frequency-major GEMM output;
+- the completion is a gather of whole rows (index_select on dim 0 of the frequency-major
+  buffer), its conjugation a sign folded into the BatchNorm scale;
+- one pass applies scale, shift and the transpose to NCHW, one more the noise;
+- the backward is the adjoint: the gradient is taken back to the half grid first (two row
+  gathers), and the BatchNorm backward is done there, using <g, complete(y)> =
+  <complete^T(g), y>; only the product with the noise and the gathers touch full-size data.
+
+In eval mode the model does not call this (running statistics, no noise): the op counts
+(harness.ops, eval mode) therefore still see the layers they always counted.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from methods.fourier import _grid_maps64, cached_constant
+
+__all__ = ["complete_norm_noise"]
+
+
+def _constants(h: int, w: int, half: bool, dtype, device) -> SimpleNamespace:
+    """The index maps and weights of the completion on an H x W grid (cached)."""
+    maps = cached_constant(("grid-maps", h, w), lambda: _grid_maps64(h, w), torch.int64, device)
+    fp = h * (w // 2 + 1) if half else h * w
+
+    def has64():
+        return _grid_maps64(h, w)[3, :fp].astype(np.float64) if half else np.zeros(fp)
+
+    def build():
+        has = has64()
+        # statistics weights: multiplicity of a half entry in the full grid (Re; Im in the
+        # second moment), its weight in the Im mean (a mirrored pair cancels), the mirror
+        # flag; then the adjoint of the completion applied to ones, A^T(1) = (1+has, 1-has)
+        stat = np.stack([1 + has, 1 - has, has])
+        ones_adj = np.stack([1 + has, 1 - has], -1)
+        return np.concatenate([stat.reshape(-1), ones_adj.reshape(-1)])
+
+    ctype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    flat = cached_constant(("freq-stage", h, w, half), build, dtype, device)
+    has_c = cached_constant(("freq-stage-has", h, w, half), has64, ctype, device)
+    stat, ones_adj = torch.split(flat, [3 * fp, 2 * fp])
+    stat = stat.view(3, fp)
+    return SimpleNamespace(
+        src=maps[0], half_q=maps[1, :fp], pre=maps[2, :fp], stat=stat, has_c=has_c.view(fp, 1),
+        ones_adj=ones_adj.view(fp, 1, 1, 2),
+        mult=stat[0].view(fp, 1, 1, 1), fp=fp)
+
+
+def _per_part(v: torch.Tensor, b: int, c: int) -> torch.Tensor:
+    """(B*C*2,) sums over rows -> (C, 2) sums over the batch too."""
+    return v.view(b, c, 2).sum(0)
+
+
+def _to_cp(p: torch.Tensor, c: int) -> torch.Tensor:
+    """Planar order (2C,) [Re channels, Im channels] -> (C, 2), contiguous (a transposed
+    operand would make every element-wise op below fall off its vectorized path)."""
+    return p.view(2, c).t().contiguous()
+
+
+def _to_planar_order(cp: torch.Tensor) -> torch.Tensor:
+    return cp.t().reshape(-1)
+
+
+def _transpose(z: torch.Tensor) -> torch.Tensor:
+    """A contiguous 2-D complex transpose: torch's blocked transpose copy (8-byte
+    elements), much faster on CPU than a permuted element-wise op over (.., 2) floats."""
+    return z.t().contiguous()
+
+
+class _CompleteNormNoise(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, weight, bias, noise, h: int, w: int, eps: float):
+        fp, b, c = y.shape
+        f = h * w
+        half = fp != f
+        yr = torch.view_as_real(y)                                       # (F', B, C, 2)
+        k = _constants(h, w, half, yr.dtype, y.device)
+        rows = yr.view(fp, b * c * 2)
+        bn = weight is not None
+        mean = invstd = scale = None
+        if bn:
+            m = b * f
+            s = k.stat[:2] @ rows                                          # (2, B*C*2)
+            mean = torch.stack((_per_part(s[0], b, c)[:, 0], _per_part(s[1], b, c)[:, 1]),
+                               -1) / m                                     # (C, 2)
+            d = (yr - mean).view(fp, -1)                                   # two-pass variance
+            if half:  # a mirrored Im part enters as -Im: (-y - mu)^2 = d^2 + 4 mu d + 4 mu^2
+                mu_im = mean[:, 1]
+                sd = _per_part(k.stat[2] @ d, b, c)[:, 1]
+                n_has = k.stat[2].sum() * b
+            ss = _per_part(k.stat[0] @ d.square_(), b, c)                  # sum w d^2
+            if half:
+                ss = torch.stack((ss[:, 0], ss[:, 1] + 4 * mu_im * sd
+                                  + 4 * mu_im.square() * n_has), -1)
+            var = ss / m
+            invstd = torch.rsqrt(var + eps)
+            scale = _to_cp(weight, c) * invstd                             # (C, 2)
+            shift = _to_cp(bias, c) - mean * scale
+        # in place where the tensor is fresh: every new full-size buffer costs page faults
+        if half:
+            full = rows.index_select(0, k.src)
+            # the columns right of the half hold conj(Y[-k]): conjugate them in place (as
+            # complex numbers: a sign on every other float is much slower)
+            torch.view_as_complex(full.view(h, w, -1, 2))[:, w // 2 + 1:].conj_physical_()
+            full = full.view(f, b, c, 2)
+            if bn:
+                torch.addcmul(shift, full, scale, out=full)
+        elif bn:
+            full = torch.addcmul(shift, yr, scale, out=yr.new_empty((f, b, c, 2)))
+        else:
+            full = yr
+        out = torch.view_as_real(_transpose(torch.view_as_complex(full).view(f, b * c)))
+        if noise is not None:
+            out.mul_(noise.view(b * c, f, 2))
+        ctx.save_for_backward(y, noise, mean, invstd, scale)
+        ctx.dims, ctx.bn = (fp, b, c, h, w), bn
+        outs = (torch.view_as_complex(out).view(b, c, h, w),)
+        if bn:
+            stats = (_to_planar_order(mean), _to_planar_order(var))
+            ctx.mark_non_differentiable(*stats)
+            outs += stats
+        return outs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g, *_):
+        y, noise, mean, invstd, scale = ctx.saved_tensors
+        fp, b, c, h, w = ctx.dims
+        f = h * w
+        half = fp != f
+        yr = torch.view_as_real(y)
+        k = _constants(h, w, half, yr.dtype, y.device)
+        g = g.resolve_conj().resolve_neg().contiguous().view(b * c, f)
+        if noise is not None:                       # d(out)/d(bn out) = noise
+            g = torch.view_as_complex(torch.view_as_real(g) * noise.view(b * c, f, 2))
+        gfm = _transpose(g)                                                # (F, B*C)
+        if half:   # the adjoint of the completion: own position + conj(mirrored position)
+            adj = gfm.index_select(0, k.half_q)
+            mirror = gfm.index_select(0, k.pre)
+            if ctx.bn:  # sum over the full grid: own + mirrored position, both with sign +1
+                sum_g = _per_part(torch.view_as_real(adj).view(fp, -1).sum(0)
+                                  + k.stat[2] @ torch.view_as_real(mirror).view(fp, -1), b, c)
+            adj.addcmul_(mirror.conj_physical_(), k.has_c)
+        else:
+            adj = gfm
+            if ctx.bn:
+                sum_g = _per_part(torch.view_as_real(adj).view(fp, -1).sum(0), b, c)
+        adj_r = torch.view_as_real(adj).view(fp, b, c, 2)
+        gw = gb = None
+        if ctx.bn:
+            m = b * f
+            dot = _per_part((adj_r * yr).view(fp, -1).sum(0), b, c)     # <g, complete(y)>
+            sum_gxhat = invstd * (dot - mean * sum_g)
+            m1, m2 = sum_g / m, sum_gxhat / m
+            k2 = -scale * m2 * invstd
+            k3 = scale * (m2 * invstd * mean - m1)
+            gy = torch.empty((fp, b, c, 2), dtype=yr.dtype, device=yr.device)
+            torch.addcmul(k.ones_adj * k3, yr, k.mult * k2, out=gy)
+            gy.addcmul_(adj_r, scale)
+            gw, gb = _to_planar_order(sum_gxhat), _to_planar_order(sum_g)
+            gy = torch.view_as_complex(gy)
+        else:
+            gy = adj.view(fp, b, c)
+        return gy, gw, gb, None, None, None, None
+
+
+def complete_norm_noise(y: torch.Tensor, h: int, w: int, *, bn=None, noise=None) -> torch.Tensor:
+    """noise * BN(complete(y)) as complex (B, C, H, W) (see the module docstring).
+
+    y: frequency-major (F', B, C) complex, F' = H*W or H*(W//2 + 1) (one-sided half).
+    bn: a `BatchNorm2d(2C)` in training mode (its running statistics and
+    `num_batches_tracked` are updated as `nn.BatchNorm2d` updates them), or None.
+    noise: real (B, C, H, W, 2) (the interleaved layout of the output) or None."""
+    if bn is None:
+        return _CompleteNormNoise.apply(y, None, None, noise, h, w, 0.0)[0]
+    if bn.momentum is None or not bn.track_running_stats or not bn.affine:
+        raise ValueError("complete_norm_noise needs an affine BatchNorm with a momentum and "
+                         "running statistics")
+    z, mean, var = _CompleteNormNoise.apply(y, bn.weight, bn.bias, noise, h, w, bn.eps)
+    n = y.shape[1] * h * w
+    with torch.no_grad():
+        bn.running_mean.mul_(1 - bn.momentum).add_(mean, alpha=bn.momentum)
+        bn.running_var.mul_(1 - bn.momentum).add_(var * (n / max(n - 1, 1)), alpha=bn.momentum)
+        bn.num_batches_tracked.add_(1)
+    return z
