@@ -100,6 +100,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from methods import Option, register, with_defaults
 from methods.cnn import ARCHS, LEAKY_SLOPE, VGG_CHANNELS, VGG_CONVS, default_arch, pooled_size
@@ -143,20 +144,26 @@ def noise_factor(shape, dtype, device, *stds: float) -> torch.Tensor:
     return noise
 
 
-def interleaved_noise(b: int, c: int, h: int, w: int, dtype, device, *stds: float
-                      ) -> torch.Tensor:
+def spectrum_noise(b: int, c: int, h: int, w: int, dtype, device, *stds: float,
+                   frequency_major: bool = True) -> torch.Tensor:
     """`noise_factor` of a planar (B, 2C, H, W) spectrum (the same draws in the same
-    order), laid out as the real view (B, C, H, W, 2) of a complex spectrum. The second
-    draw's buffer receives the result: on CPU every fresh large buffer costs page faults."""
+    order), laid out as the real view of a complex spectrum: frequency-major
+    (H*W, B, C, 2) (`methods.freq_stage`), or (B, C, H, W, 2). The second draw's buffer
+    receives the result: on CPU every fresh large buffer costs page faults."""
     shape = (b, 2, c, h, w)
     noise = torch.empty(shape, dtype=dtype, device=device).normal_(1.0, stds[0])
     spare = None
     for std in stds[1:]:
         spare = torch.empty(shape, dtype=dtype, device=device).normal_(1.0, std)
         noise.mul_(spare)
-    out = spare.view(b, c, h, w, 2) if spare is not None else torch.empty(
-        (b, c, h, w, 2), dtype=dtype, device=device)
-    return out.copy_(noise.permute(0, 2, 3, 4, 1))
+    if frequency_major:
+        out_shape, order = (h, w, b, c, 2), (3, 4, 0, 2, 1)
+    else:
+        out_shape, order = (b, c, h, w, 2), (0, 2, 3, 4, 1)
+    out = spare.view(out_shape) if spare is not None else torch.empty(
+        out_shape, dtype=dtype, device=device)
+    return out.copy_(noise.permute(order)).view(-1, *out_shape[2:]) if frequency_major \
+        else out.copy_(noise.permute(order))
 
 
 def multiplicative_noise(x: torch.Tensor, *stds: float) -> torch.Tensor:
@@ -297,21 +304,32 @@ class CEMBlock(nn.Module):
         drop = (self.drop.std,) if isinstance(self.drop, ApproxDropout) else ()
         return tuple(s for s in act + drop if s)
 
-    def forward(self, x):
+    @property
+    def fusable(self) -> bool:
+        """Whether the stage after the EM product is one fused op (noise activation; a
+        Leaky ReLU sits between the BN and the noise)."""
+        return not isinstance(self.act, nn.LeakyReLU)
+
+    def forward(self, x, hermitian_half: bool = False):
+        """`hermitian_half` (training, `fusable` blocks): return the one-sided half of the
+        output's Hermitian part instead, what the max pool's irfft2 needs
+        (`methods.freq_stage`)."""
         if not self.training:
             return self.drop(self.act(self.bn(self.em(x))))
         y = self.em.freq_major(x)
         h, w = self.em.size
         bn = self.bn if isinstance(self.bn, FreqBatchNorm) else None
-        leaky = isinstance(self.act, nn.LeakyReLU)
         # the same N(1, std) draws, in the same order and planar layout, as the layers draw
-        stds = self._stds(with_act=not leaky)
+        stds = self._stds(with_act=self.fusable)
         b, c = y.shape[1:]
         noise = None
-        if stds:    # drawn planar, then laid out as the complex output (Re, Im adjacent)
-            noise = interleaved_noise(b, c, h, w, y.real.dtype, y.device, *stds)
-        if not leaky:
-            return complete_norm_noise(y, h, w, bn=bn, noise=noise)
+        if stds:    # laid out as the complex spectrum it multiplies (Re, Im adjacent)
+            noise = spectrum_noise(b, c, h, w, y.real.dtype, y.device, *stds,
+                                   frequency_major=self.fusable)
+        if self.fusable:
+            return complete_norm_noise(y, h, w, bn=bn, noise=noise, hermitian_half=hermitian_half)
+        if hermitian_half:
+            raise ValueError("hermitian_half needs a fusable block (activation=approx)")
         # split Leaky ReLU: per real number, in any layout
         z = self.act(torch.view_as_real(complete_norm_noise(y, h, w, bn=bn)))
         if noise is not None:
@@ -329,6 +347,12 @@ class SpectralMaxPool(nn.Module):
     def forward(self, x):
         return spectral_maxpool(x if x.is_complex() else from_planar(x), self.kernel,
                                 onesided=True)
+
+    def from_hermitian_half(self, half: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The same output from the one-sided half of Y's Hermitian part (Re(ifft2(Y)) =
+        irfft2 of it: half the transform work of the complex ifft2)."""
+        spatial = torch.fft.irfft2(half, s=size)
+        return torch.fft.rfft2(F.max_pool2d(spatial, self.kernel))
 
 
 def head_branch(fin: int, hidden: tuple[int, ...], bn: bool, dropout: float) -> nn.Sequential:
@@ -389,7 +413,15 @@ class CEMNet(nn.Module):
         """Full complex spectrum (B, C, h, w) of the last pooled map."""
         spec = torch.fft.rfft2(x)  # one-sided half of fft2(x): x is real
         for stage in self.stages:
-            spec = stage(spec)
+            *blocks, pool = stage
+            if self.training and isinstance(pool, SpectralMaxPool) and blocks[-1].fusable:
+                # the last block hands the pool the Hermitian half (methods.freq_stage)
+                for block in blocks[:-1]:
+                    spec = block(spec)
+                spec = pool.from_hermitian_half(blocks[-1](spec, hermitian_half=True),
+                                                blocks[-1].em.size)
+            else:
+                spec = stage(spec)
         return hermitian_fill(spec, self.out_size[1])
 
     def forward(self, x):

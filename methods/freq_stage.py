@@ -96,9 +96,41 @@ def _transpose(z: torch.Tensor) -> torch.Tensor:
     return z.t().contiguous()
 
 
+def _herm_maps(h: int, w: int, device) -> SimpleNamespace:
+    """Index maps of the Hermitian part's one-sided half on an H x W grid (cached):
+    `src` and `half_q` as in `methods.fourier._grid_maps64` (rows 0 and 1), `neg` the full
+    position of -q for each half position q; `corr_q`, `corr_src` the
+    full positions on the columns 0 and W/2 (whose mirror is in the half too) and the half
+    index of their mirror."""
+    wf = w // 2 + 1
+
+    def build():
+        k, l = np.divmod(_grid_maps64(h, w)[1, :h * wf], w)
+        neg = ((-k) % h) * w + (-l) % w
+        cols = [0] + ([w // 2] if w % 2 == 0 and w > 1 else [])
+        kk, ll = np.meshgrid(np.arange(h), cols, indexing="ij")
+        corr_q = (kk * w + ll).reshape(-1)
+        corr_src = (((-kk) % h) * wf + (-ll) % w).reshape(-1)
+        return np.concatenate([neg, corr_q, corr_src])
+
+    flat = cached_constant(("herm-maps", h, w), build, torch.int64, device)
+    n = flat.numel() - h * wf
+    neg, corr_q, corr_src = torch.split(flat, [h * wf, n // 2, n // 2])
+    maps = cached_constant(("grid-maps", h, w), lambda: _grid_maps64(h, w), torch.int64, device)
+    return SimpleNamespace(src=maps[0], half_q=maps[1, :h * wf], neg=neg, corr_q=corr_q,
+                           corr_src=corr_src)
+
+
+def _conj_right_columns(z: torch.Tensor, h: int, w: int) -> None:
+    """In place on frequency-major (H*W, N) complex rows: conjugate the columns right of
+    the half (l > W//2), which hold conj(Y[-q]) after a gather by `src` (as complex
+    numbers: a sign on every other float would be much slower)."""
+    z.view(h, w, -1)[:, w // 2 + 1:].conj_physical_()
+
+
 class _CompleteNormNoise(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y, weight, bias, noise, h: int, w: int, eps: float):
+    def forward(ctx, y, weight, bias, noise, h: int, w: int, eps: float, herm: bool):
         fp, b, c = y.shape
         f = h * w
         half = fp != f
@@ -125,25 +157,39 @@ class _CompleteNormNoise(torch.autograd.Function):
             invstd = torch.rsqrt(var + eps)
             scale = _to_cp(weight, c) * invstd                             # (C, 2)
             shift = _to_cp(bias, c) - mean * scale
-        # in place where the tensor is fresh: every new full-size buffer costs page faults
+            # the Hermitian part's 1/2, folded into the affine map (no extra pass)
+            hs = 0.5 if herm else 1.0
+        # Z = noise * BN(complete(y)), frequency-major (F, B*C) complex, in place where the
+        # tensor is fresh: every new full-size buffer costs page faults
         if half:
-            full = rows.index_select(0, k.src)
-            # the columns right of the half hold conj(Y[-k]): conjugate them in place (as
-            # complex numbers: a sign on every other float is much slower)
-            torch.view_as_complex(full.view(h, w, -1, 2))[:, w // 2 + 1:].conj_physical_()
-            full = full.view(f, b, c, 2)
+            z = torch.view_as_complex(rows.index_select(0, k.src).view(f, b * c, 2))
+            _conj_right_columns(z, h, w)
             if bn:
-                torch.addcmul(shift, full, scale, out=full)
+                zr = torch.view_as_real(z).view(f, b, c, 2)
+                torch.addcmul(shift * hs, zr, scale * hs, out=zr)
         elif bn:
-            full = torch.addcmul(shift, yr, scale, out=yr.new_empty((f, b, c, 2)))
+            z = torch.view_as_complex(torch.addcmul(shift * hs, yr, scale * hs,
+                                                    out=yr.new_empty((f, b, c, 2))))
         else:
-            full = yr
-        out = torch.view_as_real(_transpose(torch.view_as_complex(full).view(f, b * c)))
+            z = y
+        z = z.view(f, b * c)
         if noise is not None:
-            out.mul_(noise.view(b * c, f, 2))
+            if half or bn:      # z is a fresh buffer
+                torch.view_as_real(z).mul_(noise.reshape(f, b * c, 2))
+            else:
+                z = torch.view_as_complex(torch.view_as_real(z) * noise.reshape(f, b * c, 2))
+        if herm:   # the one-sided half of (Z[q] + conj(Z[-q])) / 2
+            hm = _herm_maps(h, w, y.device)
+            zh = z.index_select(0, hm.half_q)
+            zh.add_(z.index_select(0, hm.neg).conj_physical_())
+            if not bn:
+                zh.mul_(0.5)
+            out = _transpose(zh).view(b, c, h, w // 2 + 1)
+        else:
+            out = _transpose(z).view(b, c, h, w)
         ctx.save_for_backward(y, noise, mean, invstd, scale)
-        ctx.dims, ctx.bn = (fp, b, c, h, w), bn
-        outs = (torch.view_as_complex(out).view(b, c, h, w),)
+        ctx.dims, ctx.bn, ctx.herm = (fp, b, c, h, w), bn, herm
+        outs = (out,)
         if bn:
             stats = (_to_planar_order(mean), _to_planar_order(var))
             ctx.mark_non_differentiable(*stats)
@@ -159,53 +205,73 @@ class _CompleteNormNoise(torch.autograd.Function):
         half = fp != f
         yr = torch.view_as_real(y)
         k = _constants(h, w, half, yr.dtype, y.device)
-        g = g.resolve_conj().resolve_neg().contiguous().view(b * c, f)
-        if noise is not None:                       # d(out)/d(bn out) = noise
-            g = torch.view_as_complex(torch.view_as_real(g) * noise.view(b * c, f, 2))
-        gfm = _transpose(g)                                                # (F, B*C)
+        g = g.resolve_conj().resolve_neg().contiguous().view(b * c, -1)
+        if ctx.herm:   # adjoint of the Hermitian half: complete it, plus conj(g[-q]) on the
+            # columns 0 and W/2 (their mirror is in the half too); the 1/2 comes below
+            hm = _herm_maps(h, w, y.device)
+            gh = _transpose(g)                                             # (F'', B*C)
+            gz = gh.index_select(0, hm.src)
+            _conj_right_columns(gz, h, w)
+            gz.index_add_(0, hm.corr_q, gh.index_select(0, hm.corr_src).conj_physical_())
+        else:
+            gz = _transpose(g)                                             # (F, B*C)
+        if noise is not None:                       # d(Z)/d(bn out) = noise
+            torch.view_as_real(gz).mul_(noise.reshape(f, b * c, 2))
+        hs = 0.5 if ctx.herm else 1.0
         if half:   # the adjoint of the completion: own position + conj(mirrored position)
-            adj = gfm.index_select(0, k.half_q)
-            mirror = gfm.index_select(0, k.pre)
+            adj = gz.index_select(0, k.half_q)
+            mirror = gz.index_select(0, k.pre)
             if ctx.bn:  # sum over the full grid: own + mirrored position, both with sign +1
                 sum_g = _per_part(torch.view_as_real(adj).view(fp, -1).sum(0)
                                   + k.stat[2] @ torch.view_as_real(mirror).view(fp, -1), b, c)
             adj.addcmul_(mirror.conj_physical_(), k.has_c)
         else:
-            adj = gfm
+            adj = gz
             if ctx.bn:
                 sum_g = _per_part(torch.view_as_real(adj).view(fp, -1).sum(0), b, c)
         adj_r = torch.view_as_real(adj).view(fp, b, c, 2)
         gw = gb = None
         if ctx.bn:
             m = b * f
-            dot = _per_part((adj_r * yr).view(fp, -1).sum(0), b, c)     # <g, complete(y)>
+            sum_g = sum_g * hs
+            dot = _per_part((adj_r * yr).view(fp, -1).sum(0), b, c) * hs  # <g, complete(y)>
             sum_gxhat = invstd * (dot - mean * sum_g)
             m1, m2 = sum_g / m, sum_gxhat / m
+            k1 = scale * hs
             k2 = -scale * m2 * invstd
             k3 = scale * (m2 * invstd * mean - m1)
             gy = torch.empty((fp, b, c, 2), dtype=yr.dtype, device=yr.device)
             torch.addcmul(k.ones_adj * k3, yr, k.mult * k2, out=gy)
-            gy.addcmul_(adj_r, scale)
+            gy.addcmul_(adj_r, k1)
             gw, gb = _to_planar_order(sum_gxhat), _to_planar_order(sum_g)
             gy = torch.view_as_complex(gy)
         else:
             gy = adj.view(fp, b, c)
-        return gy, gw, gb, None, None, None, None
+            if ctx.herm:
+                gy.mul_(0.5)                                    # a fresh buffer
+        return gy, gw, gb, None, None, None, None, None
 
 
-def complete_norm_noise(y: torch.Tensor, h: int, w: int, *, bn=None, noise=None) -> torch.Tensor:
-    """noise * BN(complete(y)) as complex (B, C, H, W) (see the module docstring).
+def complete_norm_noise(y: torch.Tensor, h: int, w: int, *, bn=None, noise=None,
+                        hermitian_half: bool = False) -> torch.Tensor:
+    """Z = noise * BN(complete(y)) (see the module docstring): complex (B, C, H, W), or
+    with `hermitian_half` the one-sided half (B, C, H, W//2 + 1) of its Hermitian part
+    (Z[q] + conj(Z[-q])) / 2, the spectrum of Re(ifft2(Z)), which `torch.fft.irfft2`
+    turns into that real map with half the transform work of ifft2 (and no complex
+    spatial map, nor its gradient).
 
     y: frequency-major (F', B, C) complex, F' = H*W or H*(W//2 + 1) (one-sided half).
     bn: a `BatchNorm2d(2C)` in training mode (its running statistics and
     `num_batches_tracked` are updated as `nn.BatchNorm2d` updates them), or None.
-    noise: real (B, C, H, W, 2) (the interleaved layout of the output) or None."""
+    noise: real, frequency-major (H*W, B, C, 2) (`noise[h*W + w, b, c, part]` multiplies
+    part (Re, Im) of Z[b, c, h, w]), or None."""
     if bn is None:
-        return _CompleteNormNoise.apply(y, None, None, noise, h, w, 0.0)[0]
+        return _CompleteNormNoise.apply(y, None, None, noise, h, w, 0.0, hermitian_half)[0]
     if bn.momentum is None or not bn.track_running_stats or not bn.affine:
         raise ValueError("complete_norm_noise needs an affine BatchNorm with a momentum and "
                          "running statistics")
-    z, mean, var = _CompleteNormNoise.apply(y, bn.weight, bn.bias, noise, h, w, bn.eps)
+    z, mean, var = _CompleteNormNoise.apply(y, bn.weight, bn.bias, noise, h, w, bn.eps,
+                                            hermitian_half)
     n = y.shape[1] * h * w
     with torch.no_grad():
         bn.running_mean.mul_(1 - bn.momentum).add_(mean, alpha=bn.momentum)

@@ -43,6 +43,14 @@ def to_fm(z: torch.Tensor) -> torch.Tensor:
     return z.permute(2, 3, 0, 1).reshape(-1, b, c).contiguous()
 
 
+def fm_noise(noise):
+    """Planar (B, 2C, H, W) noise -> the frequency-major (H*W, B, C, 2) layout it is used in."""
+    if noise is None:
+        return None
+    b, c2, h, w = noise.shape
+    return noise.view(b, 2, c2 // 2, h, w).permute(3, 4, 0, 2, 1).contiguous().view(h * w, b, c2 // 2, 2)
+
+
 def make_bn(c, seed=0):
     bn = nn.BatchNorm2d(2 * c, eps=1e-3, momentum=0.01).double().train()
     g = torch.Generator().manual_seed(seed)
@@ -58,24 +66,27 @@ def make_bn(c, seed=0):
 @pytest.mark.parametrize("half", [True, False])
 @pytest.mark.parametrize("with_bn", [True, False])
 @pytest.mark.parametrize("with_noise", [True, False])
-def test_fused_stage_equals_planar_reference(hw, half, with_bn, with_noise):
+@pytest.mark.parametrize("herm", [False, True])
+def test_fused_stage_equals_planar_reference(hw, half, with_bn, with_noise, herm):
     h, w = hw
     b, c = 3, 2
     z = half_spectrum(b, c, h, w, 1) if half else torch.fft.fft2(
         torch.randn(b, c, h, w, dtype=DT) + 1j * torch.randn(b, c, h, w, dtype=DT))
     full = hermitian_complete(z, w) if half else z
     noise = planar_noise(b, c, h, w, (0.3, 0.2)) if with_noise else None
-    interleaved = None if noise is None else noise.view(b, 2, c, h, w).permute(0, 2, 3, 4, 1) \
-        .contiguous()
     bn, ref_bn = (make_bn(c), make_bn(c)) if with_bn else (None, None)
 
     y = to_fm(z).requires_grad_()
-    out = complete_norm_noise(y, h, w, bn=bn, noise=interleaved)
+    out = complete_norm_noise(y, h, w, bn=bn, noise=fm_noise(noise), hermitian_half=herm)
     zr = z.clone().requires_grad_()
     params = None if ref_bn is None else (ref_bn.weight, ref_bn.bias, ref_bn.running_mean,
                                           ref_bn.running_var, ref_bn.momentum, ref_bn.eps)
     ref = cem_stage(hermitian_complete(zr, w) if half else zr, params, noise)
-    assert out.shape == ref.shape == full.shape and out.is_contiguous()
+    assert ref.shape == full.shape and out.is_contiguous()
+    if herm:   # the spectrum of Re(ifft2(Z)), one-sided
+        ref = torch.fft.rfft2(torch.fft.ifft2(ref).real)
+        assert out.shape == (b, c, h, w // 2 + 1)
+        close(torch.fft.irfft2(out, s=(h, w)), torch.fft.ifft2(hermitian_complete(ref, w)).real)
     close(out, ref)
 
     grad = torch.randn_like(ref)
@@ -91,12 +102,12 @@ def test_fused_stage_equals_planar_reference(hw, half, with_bn, with_noise):
 
 
 @pytest.mark.parametrize("hw", [(6, 7), (4, 4), (3, 2)])
-def test_fused_stage_gradcheck(hw):
+@pytest.mark.parametrize("herm", [False, True])
+def test_fused_stage_gradcheck(hw, herm):
     """The hand-written backward against finite differences, for y, the BN weight and bias."""
     h, w = hw
     b, c = 2, 2
-    noise = planar_noise(b, c, h, w, (0.3,)).view(b, 2, c, h, w).permute(0, 2, 3, 4, 1) \
-        .contiguous()
+    noise = fm_noise(planar_noise(b, c, h, w, (0.3,)))
     y = to_fm(half_spectrum(b, c, h, w, 3)).requires_grad_()
     ref = make_bn(c)
 
@@ -105,7 +116,8 @@ def test_fused_stage_gradcheck(hw):
                              running_var=ref.running_var.clone(), momentum=0.01, eps=1e-3,
                              track_running_stats=True, affine=True,
                              num_batches_tracked=torch.zeros((), dtype=torch.long))
-        return torch.view_as_real(complete_norm_noise(yy, h, w, bn=bn, noise=noise))
+        return torch.view_as_real(complete_norm_noise(yy, h, w, bn=bn, noise=noise,
+                                                      hermitian_half=herm))
 
     assert torch.autograd.gradcheck(f, (y, ref.weight.detach().clone().requires_grad_(),
                                         ref.bias.detach().clone().requires_grad_()),
@@ -191,3 +203,53 @@ def test_eval_block_is_the_planar_chain():
                                    blk.bn.running_var, blk.bn.weight, blk.bn.bias, False, 0.0,
                                    blk.bn.eps)
     close(out, ref)
+
+
+def reference_cemnet_forward(model, x):
+    """CEMNet's training forward from tests/reference_layers.py: per stage the reference
+    block, then fft2(maxpool(Re(ifft2(.)))) one-sided; the model's own head (standard
+    layers). Draws its noise in the order the old layers did."""
+    spec = torch.fft.rfft2(x)
+    for stage in model.stages:
+        *blocks, _ = stage
+        for i, blk in enumerate(blocks):
+            size = blk.em.size
+            stds = blk._stds(with_act=True)
+            b, c = spec.shape[0], blk.em.cout
+            bn = blk.bn
+            params = (bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps)
+            spec = cem_block(spec, blk.em.weight, size, onesided=(i == 0), bn_params=params,
+                             noise=planar_noise(b, c, *size, stds))
+        spatial = torch.fft.ifft2(spec).real
+        spec = torch.fft.rfft2(nn.functional.max_pool2d(spatial, 2))
+    full = hermitian_complete(spec, model.out_size[1])
+    re = model.head_re(full.real.flatten(1))
+    im = model.head_im(full.imag.flatten(1))
+    return model.classifier(torch.cat([re, im], 1))
+
+
+@pytest.mark.parametrize("arch,shape", [("lenet5", (1, 12, 12)), ("vgg-small", (3, 32, 32))])
+def test_training_model_equals_reference(arch, shape):
+    """The whole CEMNet training step (fused stages, Hermitian-half pools) against the
+    reference forward with the same parameters and noise: logits and every gradient."""
+    import methods
+    info = methods.get("cemnet")
+    torch.manual_seed(0)
+    model = info.builder(arch, shape, 10, **info.hparam_defaults(arch)).double().train()
+    twin = info.builder(arch, shape, 10, **info.hparam_defaults(arch)).double().train()
+    twin.load_state_dict(model.state_dict())
+    x = torch.randn(4, *shape, dtype=DT)
+    torch.manual_seed(11)
+    out = model(x)
+    torch.manual_seed(11)
+    ref = reference_cemnet_forward(twin, x)
+    close(out, ref)
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        close(p.grad, q.grad)
+    for (name, buf), other in zip(model.named_buffers(), twin.buffers()):
+        if name.endswith("num_batches_tracked"):  # F.batch_norm in the reference keeps no count
+            assert buf.item() == 1
+        else:                                      # running statistics
+            close(buf, other)
