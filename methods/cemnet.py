@@ -146,24 +146,14 @@ def noise_factor(shape, dtype, device, *stds: float) -> torch.Tensor:
 
 def spectrum_noise(b: int, c: int, h: int, w: int, dtype, device, *stds: float,
                    frequency_major: bool = True) -> torch.Tensor:
-    """`noise_factor` of a planar (B, 2C, H, W) spectrum (the same draws in the same
-    order), laid out as the real view of a complex spectrum: frequency-major
-    (H*W, B, C, 2) (`methods.freq_stage`), or (B, C, H, W, 2). The second draw's buffer
-    receives the result: on CPU every fresh large buffer costs page faults."""
-    shape = (b, 2, c, h, w)
-    noise = torch.empty(shape, dtype=dtype, device=device).normal_(1.0, stds[0])
-    spare = None
-    for std in stds[1:]:
-        spare = torch.empty(shape, dtype=dtype, device=device).normal_(1.0, std)
-        noise.mul_(spare)
-    if frequency_major:
-        out_shape, order = (h, w, b, c, 2), (3, 4, 0, 2, 1)
-    else:
-        out_shape, order = (b, c, h, w, 2), (0, 2, 3, 4, 1)
-    out = spare.view(out_shape) if spare is not None else torch.empty(
-        out_shape, dtype=dtype, device=device)
-    return out.copy_(noise.permute(order)).view(-1, *out_shape[2:]) if frequency_major \
-        else out.copy_(noise.permute(order))
+    """`noise_factor` for a complex (B, C, H, W) spectrum, one draw per real and per
+    imaginary part (independent), laid out as the real view of the spectrum it multiplies:
+    frequency-major (H*W, B, C, 2) (`methods.freq_stage`), or (B, C, H, W, 2). Drawn in
+    that layout (issue 26: the training block's draws are ordered frequency-major, not
+    planar as before, so seeded runs draw other numbers than older code for the same
+    distribution; a planar draw would cost one more pass over the noise)."""
+    shape = (h * w, b, c, 2) if frequency_major else (b, c, h, w, 2)
+    return noise_factor(shape, dtype, device, *stds)
 
 
 def multiplicative_noise(x: torch.Tensor, *stds: float) -> torch.Tensor:
@@ -319,7 +309,7 @@ class CEMBlock(nn.Module):
         y = self.em.freq_major(x)
         h, w = self.em.size
         bn = self.bn if isinstance(self.bn, FreqBatchNorm) else None
-        # the same N(1, std) draws, in the same order and planar layout, as the layers draw
+        # N(1, std) draws per real number (Re and Im independent), as the layers draw them
         stds = self._stds(with_act=self.fusable)
         b, c = y.shape[1:]
         noise = None

@@ -6,8 +6,9 @@ The reference is tests/reference_layers.py: the old formulas written with plain 
 product), independent of `methods`. Values agree to 1e-12 (relative to the output's
 scale), gradients of every input and parameter too (autograd of the reference against the
 hand-written backward), and the running statistics as nn.BatchNorm2d updates them. The
-noise is drawn from the same seed on both sides: the block consumes the global RNG in the
-same order as the old layers did.
+noise is drawn from the same seed on both sides: the block draws one N(1, std) per real
+number of the spectrum, in the layout it uses (frequency-major for a fused block), and the
+reference applies the same numbers in its planar layout.
 """
 
 from __future__ import annotations
@@ -41,6 +42,19 @@ def to_fm(z: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W') -> frequency-major (H*W', B, C), contiguous."""
     b, c = z.shape[:2]
     return z.permute(2, 3, 0, 1).reshape(-1, b, c).contiguous()
+
+
+def drawn_noise(b, c, h, w, stds, frequency_major=True):
+    """The block's noise as it draws it, one tensor per std in order, per real number of
+    the spectrum in its layout: frequency-major (H*W, B, C, 2) for a fused block, else
+    (B, C, H, W, 2); returned as the planar (B, 2C, H, W) factor of the same numbers."""
+    shape = (h * w, b, c, 2) if frequency_major else (b, c, h * w, 2)
+    noise = torch.ones(shape, dtype=DT)
+    for std in stds:
+        noise = noise * torch.empty(shape, dtype=DT).normal_(1.0, std)
+    if frequency_major:
+        noise = noise.permute(1, 2, 0, 3)                  # (B, C, H*W, 2)
+    return noise.permute(0, 3, 1, 2).reshape(b, 2 * c, h, w)
 
 
 def fm_noise(noise):
@@ -161,7 +175,7 @@ def test_training_block_equals_reference_with_the_same_noise(activation, dropout
     torch.manual_seed(7)
     out = blk(xin)
     torch.manual_seed(7)
-    noise = planar_noise(b, cout, *size, stds) if stds else None
+    noise = drawn_noise(b, cout, *size, stds, activation == "approx") if stds else None
     xref = x.clone().requires_grad_()
     kref = kernel.clone().requires_grad_()
     params = None if ref_bn is None else (ref_bn.weight, ref_bn.bias, ref_bn.running_mean,
@@ -219,7 +233,7 @@ def reference_cemnet_forward(model, x):
             bn = blk.bn
             params = (bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps)
             spec = cem_block(spec, blk.em.weight, size, onesided=(i == 0), bn_params=params,
-                             noise=planar_noise(b, c, *size, stds))
+                             noise=drawn_noise(b, c, *size, stds))
         spatial = torch.fft.ifft2(spec).real
         spec = torch.fft.rfft2(nn.functional.max_pool2d(spatial, 2))
     full = hermitian_complete(spec, model.out_size[1])
