@@ -22,12 +22,15 @@ Contents
 - `to_planar` / `from_planar`: complex (B, C, H, W) <-> real "planar" (B, 2C, H, W) with
   the real parts in channels [0, C) and the imaginary parts in [C, 2C). Per-part layers
   (the "two-branch" BN, split activations, noise) are then ordinary fast real layers.
+- `scratch`: reused buffers for temporaries (no page faults on every step).
 - `cached_constant`: DFT matrices, pooling operators and index maps, built once per
   (size, dtype, device), so that no training step builds a tensor on the host (a CUDA
   graph can capture every layer here; tests/test_capturable.py).
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import torch
@@ -36,6 +39,7 @@ import torch.nn.functional as F
 __all__ = ["pad_kernel", "support_mask", "kernel_spectrum", "spectral_matmul",
            "spectral_matmul_fm", "spectral_matmul_planar", "hermitian_fill",
            "wf_project", "spectral_maxpool", "to_planar", "from_planar", "cached_constant",
+           "scratch",
            "dft_matrix"]
 
 
@@ -86,6 +90,27 @@ def cached_constant(key: tuple, build, dtype: torch.dtype, device) -> torch.Tens
         with torch.inference_mode(False), torch.no_grad():
             t = value.to(device=device, dtype=dtype).contiguous()
         _CONSTANTS[full] = t
+    return t
+
+
+_SCRATCH = threading.local()
+
+
+def scratch(tag: str, shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """An uninitialized buffer reused by every call with the same (tag, shape, dtype,
+    device) in this thread: for temporaries that die inside one call (a gather consumed by
+    the next op, a second noise draw). On CPU a fresh large tensor costs a page fault per
+    4 KiB on first touch (glibc returns big blocks to the system); a reused one does not.
+    The caller must neither return it nor let autograd save it."""
+    cache = getattr(_SCRATCH, "buffers", None)
+    if cache is None:
+        cache = _SCRATCH.buffers = {}
+    key = (tag, tuple(shape), dtype, torch.device(device))
+    t = cache.get(key)
+    if t is None:
+        with torch.inference_mode(False), torch.no_grad():
+            t = torch.empty(shape, dtype=dtype, device=device)
+        cache[key] = t
     return t
 
 

@@ -42,7 +42,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from methods.fourier import _grid_maps64, cached_constant
+from methods.fourier import _grid_maps64, cached_constant, scratch
 
 __all__ = ["complete_norm_noise"]
 
@@ -144,7 +144,8 @@ class _CompleteNormNoise(torch.autograd.Function):
             s = k.stat[:2] @ rows                                          # (2, B*C*2)
             mean = torch.stack((_per_part(s[0], b, c)[:, 0], _per_part(s[1], b, c)[:, 1]),
                                -1) / m                                     # (C, 2)
-            d = (yr - mean).view(fp, -1)                                   # two-pass variance
+            d = torch.sub(yr, mean, out=scratch("fs-d", yr.shape, yr.dtype, y.device))
+            d = d.view(fp, -1)                                             # two-pass variance
             if half:  # a mirrored Im part enters as -Im: (-y - mu)^2 = d^2 + 4 mu d + 4 mu^2
                 mu_im = mean[:, 1]
                 sd = _per_part(k.stat[2] @ d, b, c)[:, 1]
@@ -161,15 +162,16 @@ class _CompleteNormNoise(torch.autograd.Function):
             hs = 0.5 if herm else 1.0
         # Z = noise * BN(complete(y)), frequency-major (F, B*C) complex, in place where the
         # tensor is fresh: every new full-size buffer costs page faults
+        work = scratch("fs-z", (f, b, c, 2), yr.dtype, y.device)          # dies in this call
         if half:
-            z = torch.view_as_complex(rows.index_select(0, k.src).view(f, b * c, 2))
+            z = torch.index_select(rows, 0, k.src, out=work.view(f, b * c * 2))
+            z = torch.view_as_complex(z.view(f, b * c, 2))
             _conj_right_columns(z, h, w)
             if bn:
                 zr = torch.view_as_real(z).view(f, b, c, 2)
                 torch.addcmul(shift * hs, zr, scale * hs, out=zr)
         elif bn:
-            z = torch.view_as_complex(torch.addcmul(shift * hs, yr, scale * hs,
-                                                    out=yr.new_empty((f, b, c, 2))))
+            z = torch.view_as_complex(torch.addcmul(shift * hs, yr, scale * hs, out=work))
         else:
             z = y
         z = z.view(f, b * c)
@@ -177,7 +179,9 @@ class _CompleteNormNoise(torch.autograd.Function):
             if half or bn:      # z is a fresh buffer
                 torch.view_as_real(z).mul_(noise.reshape(f, b * c, 2))
             else:
-                z = torch.view_as_complex(torch.view_as_real(z) * noise.reshape(f, b * c, 2))
+                z = torch.view_as_complex(torch.mul(torch.view_as_real(z),
+                                                    noise.reshape(f, b * c, 2),
+                                                    out=work.view(f, b * c, 2)))
         if herm:   # the one-sided half of (Z[q] + conj(Z[-q])) / 2
             hm = _herm_maps(h, w, y.device)
             zh = z.index_select(0, hm.half_q)
@@ -209,8 +213,11 @@ class _CompleteNormNoise(torch.autograd.Function):
         if ctx.herm:   # adjoint of the Hermitian half: complete it, plus conj(g[-q]) on the
             # columns 0 and W/2 (their mirror is in the half too); the 1/2 comes below
             hm = _herm_maps(h, w, y.device)
-            gh = _transpose(g)                                             # (F'', B*C)
-            gz = gh.index_select(0, hm.src)
+            gh = scratch("fs-gh", g.shape[::-1], g.dtype, g.device).copy_(g.t())
+            # a scratch buffer unless it is the returned gradient (no BN, full grid)
+            gz = torch.index_select(gh, 0, hm.src, out=scratch(
+                "fs-gz", (f, b * c), g.dtype, g.device)) if half or ctx.bn else \
+                gh.index_select(0, hm.src)
             _conj_right_columns(gz, h, w)
             gz.index_add_(0, hm.corr_q, gh.index_select(0, hm.corr_src).conj_physical_())
         else:
@@ -220,7 +227,8 @@ class _CompleteNormNoise(torch.autograd.Function):
         hs = 0.5 if ctx.herm else 1.0
         if half:   # the adjoint of the completion: own position + conj(mirrored position)
             adj = gz.index_select(0, k.half_q)
-            mirror = gz.index_select(0, k.pre)
+            mirror = torch.index_select(gz, 0, k.pre, out=scratch("fs-m", (fp, b * c), gz.dtype,
+                                                                  gz.device))
             if ctx.bn:  # sum over the full grid: own + mirrored position, both with sign +1
                 sum_g = _per_part(torch.view_as_real(adj).view(fp, -1).sum(0)
                                   + k.stat[2] @ torch.view_as_real(mirror).view(fp, -1), b, c)
@@ -234,7 +242,8 @@ class _CompleteNormNoise(torch.autograd.Function):
         if ctx.bn:
             m = b * f
             sum_g = sum_g * hs
-            dot = _per_part((adj_r * yr).view(fp, -1).sum(0), b, c) * hs  # <g, complete(y)>
+            prod = torch.mul(adj_r, yr, out=scratch("fs-d", yr.shape, yr.dtype, y.device))
+            dot = _per_part(prod.view(fp, -1).sum(0), b, c) * hs           # <g, complete(y)>
             sum_gxhat = invstd * (dot - mean * sum_g)
             m1, m2 = sum_g / m, sum_gxhat / m
             k1 = scale * hs
