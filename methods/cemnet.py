@@ -58,14 +58,21 @@ Implementation (speed; the math above is unchanged, and tests/test_cemnet.py pro
   and saves ~40% of the GEMM work. Stages pass the rfft2 half between the pool and the
   next EM. Layers after the EM (BN, noise, activation) break the symmetry, so they see the
   full spectrum, as in the paper.
-- Inside a block the spectrum is "planar" real (B, 2C, H, W) (Re channels, then Im), so
-  the two-branch BN is one native BatchNorm2d(2C) and the split activation / noise are
-  plain element-wise ops on contiguous memory. The EM product reads planar input and
-  writes its planar output (with the symmetric completion) straight from the
-  frequency-major GEMM buffer (`spectral_matmul_planar`); the two noise layers of a block
-  draw their N(1, std) factors in order and apply their product once
-  (`multiplicative_noise`). (Computing the pool's Re(ifft2(Y)) as irfft2 of Y's one-sided
-  Hermitian part was tried: on CPU it is slower than the complex ifft2.)
+- Eval mode (and the op counts, which are taken in eval mode) runs the layers one after
+  the other on the "planar" real spectrum (B, 2C, H, W) (Re channels, then Im): one
+  native BatchNorm2d(2C), the EM product written planar straight from the GEMM buffer
+  (`spectral_matmul_planar`). Training runs the stage after the EM product as one
+  autograd Function over the GEMM's frequency-major output (`methods.freq_stage`, issue
+  26): Hermitian completion, BN with batch statistics from the half grid, and the noise
+  in few passes; the last block of a stage hands the max pool the one-sided half of its
+  output's Hermitian part, so Re(ifft2(Y)) is an irfft2 (half the transform work of the
+  complex ifft2, exact: Re(ifft2(Y)) is the inverse transform of Y's Hermitian part).
+  tests/test_freq_stage.py proves both against the layer-by-layer reference in float64.
+- Noise: one N(1, std) draw per real number (Re and Im independent) and std, the block's
+  approximated Leaky ReLU then its approximated dropout, multiplied together before use
+  (`noise_factor`). The fused training block draws them in its frequency-major layout
+  (since issue 26; before, in the planar layout: the same distribution, other numbers for
+  a seed).
 - No step builds a tensor on the host or synchronizes with it (DFT matrices and index
   maps are cached per size, dtype and device): a CUDA graph captures the whole step.
 

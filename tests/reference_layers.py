@@ -11,6 +11,7 @@ nothing from `methods` (so that they stay independent of the code they check).
   product sum_cin conj(X) * fft2(pad_topleft(w)) on the full grid, then `cem_stage`.
 - `planar_noise`: the block's noise draws as the old layers drew them (N(1, std) per
   element of the planar spectrum, one full tensor per std, in order).
+- `split_complex_relu`: FCNN's split-complex ReLU through the Re/Im split.
 """
 
 from __future__ import annotations
@@ -70,3 +71,8 @@ def cem_block(x: torch.Tensor, weight: torch.Tensor, size, *, onesided: bool, bn
         x = hermitian_complete(x, size[1])
     y = torch.einsum("bihw,iohw->bohw", x.conj(), kernel_spectrum_full(weight, size))
     return cem_stage(y, bn_params, noise)
+
+
+def split_complex_relu(z: torch.Tensor) -> torch.Tensor:
+    """FCNN's split-complex ReLU as it was written: relu(Re z) + i relu(Im z)."""
+    return torch.complex(F.relu(z.real), F.relu(z.imag))

@@ -77,15 +77,19 @@ def make_bn(c, seed=0):
 
 
 @pytest.mark.parametrize("hw", SIZES)
-@pytest.mark.parametrize("half", [True, False])
+@pytest.mark.parametrize("half", ["real-map", "any", False])
 @pytest.mark.parametrize("with_bn", [True, False])
 @pytest.mark.parametrize("with_noise", [True, False])
 @pytest.mark.parametrize("herm", [False, True])
 def test_fused_stage_equals_planar_reference(hw, half, with_bn, with_noise, herm):
+    """half="real-map": the one-sided half of a real map's spectrum (what the model feeds);
+    half="any": an arbitrary complex half, completed by the same rule (its column 0 and
+    W/2 entries are then not conjugate-symmetric, so the imaginary mean is not 0)."""
     h, w = hw
     b, c = 3, 2
-    z = half_spectrum(b, c, h, w, 1) if half else torch.fft.fft2(
-        torch.randn(b, c, h, w, dtype=DT) + 1j * torch.randn(b, c, h, w, dtype=DT))
+    noisy = torch.randn(b, c, h, w, dtype=DT) + 1j * torch.randn(b, c, h, w, dtype=DT)
+    z = half_spectrum(b, c, h, w, 1) if half == "real-map" else \
+        noisy[..., :w // 2 + 1] if half == "any" else torch.fft.fft2(noisy)
     full = hermitian_complete(z, w) if half else z
     noise = planar_noise(b, c, h, w, (0.3, 0.2)) if with_noise else None
     bn, ref_bn = (make_bn(c), make_bn(c)) if with_bn else (None, None)
@@ -221,38 +225,60 @@ def test_eval_block_is_the_planar_chain():
 
 def reference_cemnet_forward(model, x):
     """CEMNet's training forward from tests/reference_layers.py: per stage the reference
-    block, then fft2(maxpool(Re(ifft2(.)))) one-sided; the model's own head (standard
-    layers). Draws its noise in the order the old layers did."""
+    blocks, then fft2(pool(Re(ifft2(.)))) one-sided (max or average pool); the model's
+    own head (standard layers). Draws its noise as the blocks do (frequency-major for a
+    fused block; a Leaky ReLU block draws its dropout noise in (B, C, H, W, 2) order)."""
     spec = torch.fft.rfft2(x)
+    leaky = model.choices["activation"] == "leaky"
     for stage in model.stages:
         *blocks, _ = stage
         for i, blk in enumerate(blocks):
-            size = blk.em.size
-            stds = blk._stds(with_act=True)
-            b, c = spec.shape[0], blk.em.cout
-            bn = blk.bn
-            params = (bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps)
-            spec = cem_block(spec, blk.em.weight, size, onesided=(i == 0), bn_params=params,
-                             noise=drawn_noise(b, c, *size, stds))
+            size, b, c = blk.em.size, spec.shape[0], blk.em.cout
+            stds = blk._stds(with_act=not leaky)
+            bn = blk.bn if model.choices["bn"] else None
+            params = None if bn is None else (bn.weight, bn.bias, bn.running_mean,
+                                              bn.running_var, bn.momentum, bn.eps)
+            noise = drawn_noise(b, c, *size, stds, not leaky) if stds else None
+            if not leaky:
+                spec = cem_block(spec, blk.em.weight, size, onesided=(i == 0), bn_params=params,
+                                 noise=noise)
+                continue
+            pre = cem_block(spec, blk.em.weight, size, onesided=(i == 0), bn_params=params,
+                            noise=None)
+            act = nn.functional.leaky_relu(torch.view_as_real(pre), 0.2)
+            planar = torch.cat([act[..., 0], act[..., 1]], 1)
+            planar = planar if noise is None else planar * noise
+            spec = torch.complex(planar[:, :c], planar[:, c:])
         spatial = torch.fft.ifft2(spec).real
-        spec = torch.fft.rfft2(nn.functional.max_pool2d(spatial, 2))
+        pool = nn.functional.max_pool2d if model.choices["pool"] == "max" else \
+            nn.functional.avg_pool2d
+        spec = torch.fft.rfft2(pool(spatial, 2))
     full = hermitian_complete(spec, model.out_size[1])
     re = model.head_re(full.real.flatten(1))
     im = model.head_im(full.imag.flatten(1))
     return model.classifier(torch.cat([re, im], 1))
 
 
-@pytest.mark.parametrize("arch,shape", [("lenet5", (1, 12, 12)), ("vgg-small", (3, 32, 32))])
-def test_training_model_equals_reference(arch, shape):
+MODELS = [("cemnet", "lenet5", (1, 12, 12), {}), ("cemnet", "vgg-small", (3, 32, 32), {}),
+          ("cemnet", "lenet5", (1, 12, 12), {"pool": "freq-avg"}),
+          ("cemnet", "lenet5", (1, 12, 12), {"activation": "leaky"}),
+          ("cemnet-no-bn-dropout", "lenet5", (1, 12, 12), {}),
+          ("cemnet", "vgg-large", (3, 32, 32), {})]
+
+
+@pytest.mark.parametrize("method,arch,shape,hp", MODELS,
+                         ids=[f"{m}-{a}-{'-'.join(map(str, h.values()))}" for m, a, _, h in MODELS])
+def test_training_model_equals_reference(method, arch, shape, hp):
     """The whole CEMNet training step (fused stages, Hermitian-half pools) against the
     reference forward with the same parameters and noise: logits and every gradient."""
     import methods
-    info = methods.get("cemnet")
+    info = methods.get(method)
+    hp = {**info.hparam_defaults(arch), **hp}
     torch.manual_seed(0)
-    model = info.builder(arch, shape, 10, **info.hparam_defaults(arch)).double().train()
-    twin = info.builder(arch, shape, 10, **info.hparam_defaults(arch)).double().train()
+    model = info.builder(arch, shape, 10, **hp).double().train()
+    twin = info.builder(arch, shape, 10, **hp).double().train()
     twin.load_state_dict(model.state_dict())
-    x = torch.randn(4, *shape, dtype=DT)
+    x = torch.randn(2 if arch == "vgg-large" else 4, *shape, dtype=DT)
     torch.manual_seed(11)
     out = model(x)
     torch.manual_seed(11)
