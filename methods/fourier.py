@@ -97,21 +97,26 @@ _SCRATCH = threading.local()
 
 
 def scratch(tag: str, shape, dtype: torch.dtype, device) -> torch.Tensor:
-    """An uninitialized buffer reused by every call with the same (tag, shape, dtype,
-    device) in this thread: for temporaries that die inside one call (a gather consumed by
-    the next op, a second noise draw). On CPU a fresh large tensor costs a page fault per
-    4 KiB on first touch (glibc returns big blocks to the system); a reused one does not.
-    The caller must neither return it nor let autograd save it."""
+    """An uninitialized buffer of `shape`, reused by every call with the same (tag, number
+    of elements, dtype, device) in this thread: for temporaries that die inside one call
+    (a gather consumed by the next op, a second noise draw). On CPU a fresh large tensor
+    costs a page fault per 4 KiB on first touch (glibc hands big blocks back to the
+    system); a reused one does not. The caller must neither return it nor let autograd
+    save it, and must not hold two live buffers of one tag. The buffers stay allocated
+    (a few activation-sized tensors per layer shape)."""
     cache = getattr(_SCRATCH, "buffers", None)
     if cache is None:
         cache = _SCRATCH.buffers = {}
-    key = (tag, tuple(shape), dtype, torch.device(device))
+    n = 1
+    for d in shape:
+        n *= int(d)
+    key = (tag, n, dtype, torch.device(device))
     t = cache.get(key)
     if t is None:
         with torch.inference_mode(False), torch.no_grad():
-            t = torch.empty(shape, dtype=dtype, device=device)
+            t = torch.empty(n, dtype=dtype, device=device)
         cache[key] = t
-    return t
+    return t.view(shape)
 
 
 def _dft_matrix64(n: int, rows: int, cols: int, inverse: bool) -> np.ndarray:

@@ -121,6 +121,11 @@ def _herm_maps(h: int, w: int, device) -> SimpleNamespace:
                            corr_src=corr_src)
 
 
+def _complex_scratch(tag: str, shape, real_dtype, device) -> torch.Tensor:
+    """`scratch` as a complex tensor, sharing the buffer of the real view's shape."""
+    return torch.view_as_complex(scratch(tag, (*shape, 2), real_dtype, device))
+
+
 def _conj_right_columns(z: torch.Tensor, h: int, w: int) -> None:
     """In place on frequency-major (H*W, N) complex rows: conjugate the columns right of
     the half (l > W//2), which hold conj(Y[-q]) after a gather by `src` (as complex
@@ -144,7 +149,7 @@ class _CompleteNormNoise(torch.autograd.Function):
             s = k.stat[:2] @ rows                                          # (2, B*C*2)
             mean = torch.stack((_per_part(s[0], b, c)[:, 0], _per_part(s[1], b, c)[:, 1]),
                                -1) / m                                     # (C, 2)
-            d = torch.sub(yr, mean, out=scratch("fs-d", yr.shape, yr.dtype, y.device))
+            d = torch.sub(yr, mean, out=scratch("half", yr.shape, yr.dtype, y.device))
             d = d.view(fp, -1)                                             # two-pass variance
             if half:  # a mirrored Im part enters as -Im: (-y - mu)^2 = d^2 + 4 mu d + 4 mu^2
                 mu_im = mean[:, 1]
@@ -162,7 +167,7 @@ class _CompleteNormNoise(torch.autograd.Function):
             hs = 0.5 if herm else 1.0
         # Z = noise * BN(complete(y)), frequency-major (F, B*C) complex, in place where the
         # tensor is fresh: every new full-size buffer costs page faults
-        work = scratch("fs-z", (f, b, c, 2), yr.dtype, y.device)          # dies in this call
+        work = scratch("full", (f, b, c, 2), yr.dtype, y.device)          # dies in this call
         if half:
             z = torch.index_select(rows, 0, k.src, out=work.view(f, b * c * 2))
             z = torch.view_as_complex(z.view(f, b * c, 2))
@@ -213,10 +218,11 @@ class _CompleteNormNoise(torch.autograd.Function):
         if ctx.herm:   # adjoint of the Hermitian half: complete it, plus conj(g[-q]) on the
             # columns 0 and W/2 (their mirror is in the half too); the 1/2 comes below
             hm = _herm_maps(h, w, y.device)
-            gh = scratch("fs-gh", g.shape[::-1], g.dtype, g.device).copy_(g.t())
-            # a scratch buffer unless it is the returned gradient (no BN, full grid)
-            gz = torch.index_select(gh, 0, hm.src, out=scratch(
-                "fs-gz", (f, b * c), g.dtype, g.device)) if half or ctx.bn else \
+            # scratch buffers ("half" is free again before `mirror` takes it), unless gz
+            # is the returned gradient (no BN, full grid)
+            gh = _complex_scratch("half", g.shape[::-1], yr.dtype, g.device).copy_(g.t())
+            gz = torch.index_select(gh, 0, hm.src, out=_complex_scratch(
+                "full", (f, b * c), yr.dtype, g.device)) if half or ctx.bn else \
                 gh.index_select(0, hm.src)
             _conj_right_columns(gz, h, w)
             gz.index_add_(0, hm.corr_q, gh.index_select(0, hm.corr_src).conj_physical_())
@@ -227,8 +233,8 @@ class _CompleteNormNoise(torch.autograd.Function):
         hs = 0.5 if ctx.herm else 1.0
         if half:   # the adjoint of the completion: own position + conj(mirrored position)
             adj = gz.index_select(0, k.half_q)
-            mirror = torch.index_select(gz, 0, k.pre, out=scratch("fs-m", (fp, b * c), gz.dtype,
-                                                                  gz.device))
+            mirror = torch.index_select(gz, 0, k.pre, out=_complex_scratch(
+                "half", (fp, b * c), yr.dtype, gz.device))
             if ctx.bn:  # sum over the full grid: own + mirrored position, both with sign +1
                 sum_g = _per_part(torch.view_as_real(adj).view(fp, -1).sum(0)
                                   + k.stat[2] @ torch.view_as_real(mirror).view(fp, -1), b, c)
@@ -242,7 +248,7 @@ class _CompleteNormNoise(torch.autograd.Function):
         if ctx.bn:
             m = b * f
             sum_g = sum_g * hs
-            prod = torch.mul(adj_r, yr, out=scratch("fs-d", yr.shape, yr.dtype, y.device))
+            prod = torch.mul(adj_r, yr, out=scratch("half", yr.shape, yr.dtype, y.device))
             dot = _per_part(prod.view(fp, -1).sum(0), b, c) * hs           # <g, complete(y)>
             sum_gxhat = invstd * (dot - mean * sum_g)
             m1, m2 = sum_g / m, sum_gxhat / m
