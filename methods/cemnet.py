@@ -147,7 +147,7 @@ def noise_factor(shape, dtype, device, *stds: float) -> torch.Tensor:
     approximated dropout) are drawn in that order and multiplied together, so that the
     noisy tensor is read and written once (and the backward is one product too)."""
     noise = torch.empty(shape, dtype=dtype, device=device).normal_(1.0, stds[0])
-    for std in stds[1:]:   # a reused buffer: on CPU a fresh one costs page faults
+    for std in stds[1:]:   # a reused buffer (`scratch`): no fresh pages every step
         noise.mul_(scratch("full", shape, dtype, device).normal_(1.0, std))
     return noise
 

@@ -22,7 +22,7 @@ Contents
 - `to_planar` / `from_planar`: complex (B, C, H, W) <-> real "planar" (B, 2C, H, W) with
   the real parts in channels [0, C) and the imaginary parts in [C, 2C). Per-part layers
   (the "two-branch" BN, split activations, noise) are then ordinary fast real layers.
-- `scratch`: reused buffers for temporaries (no page faults on every step).
+- `scratch`: reused buffers for temporaries (no fresh pages on every step).
 - `cached_constant`: DFT matrices, pooling operators and index maps, built once per
   (size, dtype, device), so that no training step builds a tensor on the host (a CUDA
   graph can capture every layer here; tests/test_capturable.py).
@@ -100,8 +100,8 @@ def scratch(tag: str, shape, dtype: torch.dtype, device) -> torch.Tensor:
     """An uninitialized buffer of `shape`, reused by every call with the same (tag, number
     of elements, dtype, device) in this thread: for temporaries that die inside one call
     (a gather consumed by the next op, a second noise draw). On CPU a fresh large tensor
-    costs a page fault per 4 KiB on first touch (glibc hands big blocks back to the
-    system); a reused one does not. The caller must neither return it nor let autograd
+    can cost a page fault per 4 KiB on first touch (glibc may hand big blocks back to the
+    system between steps); a reused one does not. The caller must neither return it nor let autograd
     save it, and must not hold two live buffers of one tag. The buffers stay allocated
     (a few activation-sized tensors per layer shape)."""
     cache = getattr(_SCRATCH, "buffers", None)

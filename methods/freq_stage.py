@@ -1,38 +1,41 @@
-"""The element-wise stage of a CEMNet block in one autograd Function (issue 26): Hermitian
-completion of the EM product, frequency BatchNorm and multiplicative noise, fused.
+"""The element-wise stage of a CEMNet training block in one autograd Function (issue 26):
+Hermitian completion of the EM product, frequency BatchNorm and multiplicative noise.
 
-What it computes (the same math as `methods.cemnet`'s eval-mode chain, and as the reference
-in tests/reference_layers.py, which tests/test_freq_stage.py compares it with in float64):
+What it computes (the math of `methods.cemnet`'s eval-mode layer chain; tests/
+test_freq_stage.py compares it with the plain-torch reference in tests/reference_layers.py
+in float64, values and gradients):
 
-    Z = noise * BN(complete(Y))
+    Z = noise * BN(complete(Y)),   returned as Z, or as the one-sided half of its
+                                   Hermitian part (Z[q] + conj(Z[-q])) / 2
 
 - Y: the EM product as the GEMM writes it, frequency-major (F', B, C) complex: F' = H*W
   (the full grid) or H*(W//2+1) (the one-sided half of a Hermitian spectrum, which
-  `complete` fills in by Y[-k] = conj(Y[k]), the math of `methods.fourier.hermitian_fill`).
+  `complete` fills in by Y[-q] = conj(Y[q]), the math of `methods.fourier.hermitian_fill`).
 - BN: the two-branch frequency BatchNorm in training mode: one BatchNorm2d per channel and
-  part (Re, Im), statistics over (batch, H, W) of the full grid, affine in the planar
-  order of `FreqBatchNorm` (Re channels, then Im channels); optional.
-- noise: a real planar (B, 2C, H, W) factor (the product of the block's N(1, std) draws,
-  drawn by the caller in the planar order the layers always used); optional.
-- Z: the full spectrum, complex NCHW (B, C, H, W), contiguous: what `torch.fft.ifft2`
-  reads without a copy.
+  part (Re, Im), statistics over (batch, H, W) of the full grid, affine parameters and
+  running statistics in the planar order of `FreqBatchNorm` (Re channels, then Im);
+  optional.
+- noise: a real factor per real number of Z, frequency-major (H*W, B, C, 2); optional.
+- output: Z as complex NCHW (B, C, H, W), or (`hermitian_half`) its Hermitian part's
+  one-sided half (B, C, H, W//2+1), the spectrum of Re(ifft2(Z)): `torch.fft.irfft2` of
+  it is the real map the max pool reads, at half the transform work of ifft2 and without
+  a complex spatial map or its gradient.
 
-Why fused (measured, `python -m measure.steps`, and the profiler table in the issue-26
-notes): the unfused chain makes the planar spectrum (a transpose and a gather), reads it
-three times in BatchNorm, once more for the noise product and once to interleave it for the
-inverse FFT, and each pass allocates a full-size tensor. Here:
+How (the design goal is few passes over full-size memory and few fresh full-size
+buffers; `python -m measure.steps --methods cnn,cemnet` measures the result):
 - the batch statistics come from the half grid with the multiplicities of the completion
-  (a column of the half with a mirror counts twice; its mirrored imaginary part has the
-  opposite sign), as small GEMVs over the frequency-major GEMM output;
-- the completion is a gather of whole rows (index_select on dim 0 of the frequency-major
-  buffer), its conjugation a sign folded into the BatchNorm scale;
-- one pass applies scale, shift and the transpose to NCHW, one more the noise;
-- the backward is the adjoint: the gradient is taken back to the half grid first (two row
-  gathers), and the BatchNorm backward is done there, using <g, complete(y)> =
-  <complete^T(g), y>; only the product with the noise and the gathers touch full-size data.
+  (a half column with a mirror counts twice; its mirrored imaginary part has the opposite
+  sign), as small GEMVs over the GEMM output, two-pass for the variance;
+- the completion is a gather of whole frequency rows, the conjugation of the mirrored
+  columns an in-place complex conj, then the affine map and the noise in place;
+- layout changes are 2-D complex transposes (torch's blocked transpose copy) of the
+  smallest tensor that needs one (the half grid with `hermitian_half`);
+- the backward is the adjoint, taken back to the half grid by two row gathers, where the
+  BatchNorm backward is done, using <g, complete(y)> = <complete^T(g), y>;
+- temporaries live in `methods.fourier.scratch` buffers.
 
 In eval mode the model does not call this (running statistics, no noise): the op counts
-(harness.ops, eval mode) therefore still see the layers they always counted.
+(harness.ops, eval mode) still see the layers they always counted.
 """
 
 from __future__ import annotations
@@ -91,8 +94,8 @@ def _to_planar_order(cp: torch.Tensor) -> torch.Tensor:
 
 
 def _transpose(z: torch.Tensor) -> torch.Tensor:
-    """A contiguous 2-D complex transpose: torch's blocked transpose copy (8-byte
-    elements), much faster on CPU than a permuted element-wise op over (.., 2) floats."""
+    """A contiguous 2-D complex transpose: torch's blocked transpose copy of 8-byte
+    elements (a permuted element-wise op over (.., 2) floats runs a strided loop)."""
     return z.t().contiguous()
 
 
@@ -129,7 +132,7 @@ def _complex_scratch(tag: str, shape, real_dtype, device) -> torch.Tensor:
 def _conj_right_columns(z: torch.Tensor, h: int, w: int) -> None:
     """In place on frequency-major (H*W, N) complex rows: conjugate the columns right of
     the half (l > W//2), which hold conj(Y[-q]) after a gather by `src` (as complex
-    numbers: a sign on every other float would be much slower)."""
+    numbers, vectorized, rather than a sign on every other float)."""
     z.view(h, w, -1)[:, w // 2 + 1:].conj_physical_()
 
 
@@ -166,7 +169,7 @@ class _CompleteNormNoise(torch.autograd.Function):
             # the Hermitian part's 1/2, folded into the affine map (no extra pass)
             hs = 0.5 if herm else 1.0
         # Z = noise * BN(complete(y)), frequency-major (F, B*C) complex, in place where the
-        # tensor is fresh: every new full-size buffer costs page faults
+        # tensor is fresh (a new full-size buffer costs page faults on CPU)
         work = scratch("full", (f, b, c, 2), yr.dtype, y.device)          # dies in this call
         if half:
             z = torch.index_select(rows, 0, k.src, out=work.view(f, b * c * 2))
