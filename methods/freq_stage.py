@@ -136,8 +136,19 @@ def _conj_right_columns(z: torch.Tensor, h: int, w: int) -> None:
     z.view(h, w, -1)[:, w // 2 + 1:].conj_physical_()
 
 
+def _full_precision(fn):
+    """Run `fn` with autocast off: the spectral stage (complex arithmetic, BatchNorm
+    statistics by GEMVs) stays in the dtype of its inputs under mixed precision."""
+    def wrapped(ctx, *args):
+        device = args[0].device.type
+        with torch.autocast(device_type=device, enabled=False):
+            return fn(ctx, *args)
+    return wrapped
+
+
 class _CompleteNormNoise(torch.autograd.Function):
     @staticmethod
+    @_full_precision
     def forward(ctx, y, weight, bias, noise, h: int, w: int, eps: float, herm: bool):
         fp, b, c = y.shape
         f = h * w
@@ -210,6 +221,7 @@ class _CompleteNormNoise(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
+    @_full_precision
     def backward(ctx, g, *_):
         y, noise, mean, invstd, scale = ctx.saved_tensors
         fp, b, c, h, w = ctx.dims

@@ -293,3 +293,21 @@ def test_training_model_equals_reference(method, arch, shape, hp):
             assert buf.item() == 1
         else:                                      # running statistics
             close(buf, other)
+
+
+def test_fused_stage_ignores_autocast():
+    """Under mixed precision the stage keeps its input dtype (its BatchNorm statistics are
+    GEMVs that autocast would otherwise run in bfloat16): the same numbers as without."""
+    h, w, b, c = 8, 8, 3, 2
+    y = to_fm(half_spectrum(b, c, h, w, 4)).to(torch.complex64).requires_grad_()
+    noise = fm_noise(planar_noise(b, c, h, w, (0.3,), dtype=torch.float32))
+    outs, grads = [], []
+    for mixed in (False, True):
+        bn = make_bn(c).float()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+            z = complete_norm_noise(y, h, w, bn=bn, noise=noise, hermitian_half=True)
+            (g,) = torch.autograd.grad(z.abs().square().sum(), y)
+        assert z.dtype == torch.complex64
+        outs.append(z)
+        grads.append(g)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
