@@ -58,14 +58,21 @@ Implementation (speed; the math above is unchanged, and tests/test_cemnet.py pro
   and saves ~40% of the GEMM work. Stages pass the rfft2 half between the pool and the
   next EM. Layers after the EM (BN, noise, activation) break the symmetry, so they see the
   full spectrum, as in the paper.
-- Inside a block the spectrum is "planar" real (B, 2C, H, W) (Re channels, then Im), so
-  the two-branch BN is one native BatchNorm2d(2C) and the split activation / noise are
-  plain element-wise ops on contiguous memory. The EM product reads planar input and
-  writes its planar output (with the symmetric completion) straight from the
-  frequency-major GEMM buffer (`spectral_matmul_planar`); the two noise layers of a block
-  draw their N(1, std) factors in order and apply their product once
-  (`multiplicative_noise`). (Computing the pool's Re(ifft2(Y)) as irfft2 of Y's one-sided
-  Hermitian part was tried: on CPU it is slower than the complex ifft2.)
+- Eval mode (and the op counts, which are taken in eval mode) runs the layers one after
+  the other on the "planar" real spectrum (B, 2C, H, W) (Re channels, then Im): one
+  native BatchNorm2d(2C), the EM product written planar straight from the GEMM buffer
+  (`spectral_matmul_planar`). Training runs the stage after the EM product as one
+  autograd Function over the GEMM's frequency-major output (`methods.freq_stage`, issue
+  26): Hermitian completion, BN with batch statistics from the half grid, and the noise
+  in few passes; the last block of a stage hands the max pool the one-sided half of its
+  output's Hermitian part, so Re(ifft2(Y)) is an irfft2 (half the transform work of the
+  complex ifft2, exact: Re(ifft2(Y)) is the inverse transform of Y's Hermitian part).
+  tests/test_freq_stage.py proves both against the layer-by-layer reference in float64.
+- Noise: one N(1, std) draw per real number (Re and Im independent) and std, the block's
+  approximated Leaky ReLU then its approximated dropout, multiplied together before use
+  (`noise_factor`). The fused training block draws them in its frequency-major layout
+  (since issue 26; before, in the planar layout: the same distribution, other numbers for
+  a seed).
 - No step builds a tensor on the host or synchronizes with it (DFT matrices and index
   maps are cached per size, dtype and device): a CUDA graph captures the whole step.
 
@@ -100,11 +107,14 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from methods import Option, register, with_defaults
 from methods.cnn import ARCHS, LEAKY_SLOPE, VGG_CHANNELS, VGG_CONVS, default_arch, pooled_size
-from methods.fourier import (from_planar, hermitian_fill, kernel_spectrum, spectral_matmul_planar,
-                             spectral_maxpool, to_planar, wf_project)
+from methods.fourier import (from_planar, hermitian_fill, kernel_spectrum, scratch,
+                             spectral_matmul_fm, spectral_matmul_planar, spectral_maxpool,
+                             to_planar, wf_project)
+from methods.freq_stage import complete_norm_noise
 from methods.freqpool import FreqAvgPool
 
 WF_MODES = ("spatial", "projected", "none")
@@ -129,18 +139,35 @@ def he_normal_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
     return nn.init.trunc_normal_(t, 0.0, std, -2 * std, 2 * std)
 
 
+def noise_factor(shape, dtype, device, *stds: float) -> torch.Tensor:
+    """The product of independent N(1, std) draws, one per element of a contiguous real
+    tensor of `shape` and per std, in that order. The noise comes from the global torch RNG
+    of the device: fresh at every call, reproducible under a seed. `normal_(1, std)` draws
+    N(1, std) in one pass; several stds (the block's approximated Leaky ReLU, then its
+    approximated dropout) are drawn in that order and multiplied together, so that the
+    noisy tensor is read and written once (and the backward is one product too)."""
+    noise = torch.empty(shape, dtype=dtype, device=device).normal_(1.0, stds[0])
+    for std in stds[1:]:   # a reused buffer (`scratch`): no fresh pages every step
+        noise.mul_(scratch("full", shape, dtype, device).normal_(1.0, std))
+    return noise
+
+
+def spectrum_noise(b: int, c: int, h: int, w: int, dtype, device, *stds: float,
+                   frequency_major: bool = True) -> torch.Tensor:
+    """`noise_factor` for a complex (B, C, H, W) spectrum, one draw per real and per
+    imaginary part (independent), laid out as the real view of the spectrum it multiplies:
+    frequency-major (H*W, B, C, 2) (`methods.freq_stage`), or (B, C, H, W, 2). Drawn in
+    that layout (issue 26: the training block's draws are ordered frequency-major, not
+    planar as before, so seeded runs draw other numbers than older code for the same
+    distribution; a planar draw would cost one more pass over the noise)."""
+    shape = (h * w, b, c, 2) if frequency_major else (b, c, h, w, 2)
+    return noise_factor(shape, dtype, device, *stds)
+
+
 def multiplicative_noise(x: torch.Tensor, *stds: float) -> torch.Tensor:
-    """x times independent N(1, std) noise for each std in turn, one draw per element and
-    std (a real tensor; for a planar spectrum the Re and Im draws are therefore
-    independent). The noise comes from the global torch RNG of x's device: fresh at every
-    call, reproducible under a seed. `normal_(1, std)` draws N(1, std) in one pass; several
-    stds (the block's approximated Leaky ReLU, then its approximated dropout) are drawn in
-    that order and multiplied together first, so x is read and the product written once
-    (and the backward is one product too)."""
-    noise = torch.empty_like(x).normal_(1.0, stds[0])
-    for std in stds[1:]:
-        noise.mul_(torch.empty_like(x).normal_(1.0, std))
-    return x * noise
+    """x times `noise_factor` of x's shape (for a planar spectrum the Re and Im draws are
+    therefore independent)."""
+    return x * noise_factor(x.shape, x.dtype, x.device, *stds)
 
 
 class ApproxDropout(nn.Module):
@@ -230,6 +257,16 @@ class EMLayer(nn.Module):
             x = hermitian_fill(x, width)
         return spectral_matmul_planar(x, self.spectrum(), conj_input=True)
 
+    def freq_major(self, x) -> torch.Tensor:
+        """The product before its completion and layout: frequency-major (F', B, Cout)
+        complex, F' = H*(W//2+1) (the one-sided half, wf="spatial" with a one-sided input)
+        or H*W (`methods.freq_stage` takes it from there)."""
+        if self.onesided_input and self.wf == "spatial":
+            return spectral_matmul_fm(x, self.spectrum(onesided=True), conj_input=True)
+        if self.onesided_input:
+            x = hermitian_fill(x, self.size[1])
+        return spectral_matmul_fm(x, self.spectrum(), conj_input=True)
+
     @torch.no_grad()
     def project_(self):
         """Weight Fixation for wf="projected": W <- fft2(mask * Re(ifft2(W)))."""
@@ -243,10 +280,13 @@ class EMLayer(nn.Module):
 
 
 class CEMBlock(nn.Module):
-    """EM -> [frequency BN] -> activation -> approximated dropout; planar output.
+    """EM -> [frequency BN] -> activation -> approximated dropout.
 
-    Input: the one-sided complex spectrum (first block of a stage) or the planar output of
-    the previous block."""
+    Input: the one-sided complex spectrum (first block of a stage) or the output of the
+    previous block. In training the stage after the EM product runs fused
+    (`methods.freq_stage`) and the output is the complex (B, C, H, W) spectrum; in eval
+    mode (no noise, running statistics) the layers above run one after the other on the
+    planar (B, 2C, H, W) spectrum, which is also what the op counts see."""
 
     def __init__(self, cin, cout, k, size, *, wf, first, bn, activation, act_std, dropout):
         super().__init__()
@@ -256,25 +296,61 @@ class CEMBlock(nn.Module):
         self.act = ApproxLeakyReLU(act_std) if activation == "approx" else nn.LeakyReLU(LEAKY_SLOPE)
         self.drop = ApproxDropout(dropout) if dropout > 0 else nn.Identity()
 
-    def forward(self, x):
-        y = self.bn(self.em(x))
-        if (self.training and isinstance(self.act, ApproxLeakyReLU) and self.act.std
-                and isinstance(self.drop, ApproxDropout) and self.drop.std):
-            # both layers are multiplicative noise: the same draws, in the same order,
-            # applied as one product (see multiplicative_noise)
-            return multiplicative_noise(y, self.act.std, self.drop.std)
-        return self.drop(self.act(y))
+    def _stds(self, with_act: bool) -> tuple[float, ...]:
+        """The noise stds of the block in draw order (approximated Leaky ReLU, dropout)."""
+        act = (self.act.std,) if with_act and isinstance(self.act, ApproxLeakyReLU) else ()
+        drop = (self.drop.std,) if isinstance(self.drop, ApproxDropout) else ()
+        return tuple(s for s in act + drop if s)
+
+    @property
+    def fusable(self) -> bool:
+        """Whether the stage after the EM product is one fused op (noise activation; a
+        Leaky ReLU sits between the BN and the noise)."""
+        return not isinstance(self.act, nn.LeakyReLU)
+
+    def forward(self, x, hermitian_half: bool = False):
+        """`hermitian_half` (training, `fusable` blocks): return the one-sided half of the
+        output's Hermitian part instead, what the max pool's irfft2 needs
+        (`methods.freq_stage`)."""
+        if not self.training:
+            return self.drop(self.act(self.bn(self.em(x))))
+        y = self.em.freq_major(x)
+        h, w = self.em.size
+        bn = self.bn if isinstance(self.bn, FreqBatchNorm) else None
+        # N(1, std) draws per real number (Re and Im independent), as the layers draw them
+        stds = self._stds(with_act=self.fusable)
+        b, c = y.shape[1:]
+        noise = None
+        if stds:    # laid out as the complex spectrum it multiplies (Re, Im adjacent)
+            noise = spectrum_noise(b, c, h, w, y.real.dtype, y.device, *stds,
+                                   frequency_major=self.fusable)
+        if self.fusable:
+            return complete_norm_noise(y, h, w, bn=bn, noise=noise, hermitian_half=hermitian_half)
+        if hermitian_half:
+            raise ValueError("hermitian_half needs a fusable block (activation=approx)")
+        # split Leaky ReLU: per real number, in any layout
+        z = self.act(torch.view_as_real(complete_norm_noise(y, h, w, bn=bn)))
+        if noise is not None:
+            z = z.mul_(noise)
+        return torch.view_as_complex(z)
 
 
 class SpectralMaxPool(nn.Module):
-    """Planar spectrum -> one-sided complex spectrum of maxpool(Re(ifft2(Y)))."""
+    """Complex (or planar) spectrum -> one-sided complex spectrum of maxpool(Re(ifft2(Y)))."""
 
     def __init__(self, kernel: int = 2):
         super().__init__()
         self.kernel = kernel
 
     def forward(self, x):
-        return spectral_maxpool(from_planar(x), self.kernel, onesided=True)
+        return spectral_maxpool(x if x.is_complex() else from_planar(x), self.kernel,
+                                onesided=True)
+
+    def from_hermitian_half(self, half: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The same output from the one-sided half of Y's Hermitian part (Re(ifft2(Y)) =
+        irfft2 of it: half the transform work of the complex ifft2)."""
+        spatial = torch.fft.irfft2(half, s=size)
+        return torch.fft.rfft2(F.max_pool2d(spatial, self.kernel))
 
 
 def head_branch(fin: int, hidden: tuple[int, ...], bn: bool, dropout: float) -> nn.Sequential:
@@ -335,7 +411,15 @@ class CEMNet(nn.Module):
         """Full complex spectrum (B, C, h, w) of the last pooled map."""
         spec = torch.fft.rfft2(x)  # one-sided half of fft2(x): x is real
         for stage in self.stages:
-            spec = stage(spec)
+            *blocks, pool = stage
+            if self.training and isinstance(pool, SpectralMaxPool) and blocks[-1].fusable:
+                # the last block hands the pool the Hermitian half (methods.freq_stage)
+                for block in blocks[:-1]:
+                    spec = block(spec)
+                spec = pool.from_hermitian_half(blocks[-1](spec, hermitian_half=True),
+                                                blocks[-1].em.size)
+            else:
+                spec = stage(spec)
         return hermitian_fill(spec, self.out_size[1])
 
     def forward(self, x):

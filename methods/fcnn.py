@@ -97,10 +97,12 @@ class FourierConv2d(nn.Module):
 
 
 class ComplexReLU(nn.Module):
-    """Split-complex ReLU: relu(Re z) + i relu(Im z)."""
+    """Split-complex ReLU: relu(Re z) + i relu(Im z), as one ReLU over the real view (Re
+    and Im are adjacent floats): one pass over memory, and one in the backward, where the
+    Re/Im split takes five (two zero-filled complex gradients and their sum)."""
 
     def forward(self, z):
-        return torch.complex(F.relu(z.real), F.relu(z.imag))
+        return torch.view_as_complex(F.relu(torch.view_as_real(z.resolve_conj())))
 
 
 class ModReLU(nn.Module):

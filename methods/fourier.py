@@ -14,13 +14,15 @@ Contents
 - `spectral_matmul`: the per-frequency complex channel mix, Y[f] = op(X[f]) @ W[f]
   (the CEMNet EM contraction and the FCNN Fourier convolution); `spectral_matmul_planar`
   the same with a planar result (and planar input allowed), completing a one-sided
-  Hermitian product to the full grid in the same pass.
+  Hermitian product to the full grid in the same pass; `spectral_matmul_fm` the raw
+  frequency-major GEMM output (what `methods.freq_stage` consumes).
 - `hermitian_fill`: the full spectrum from its one-sided half (real-signal symmetry).
 - `wf_project`: projection onto spectra of real kernels with K x K top-left support.
 - `spectral_maxpool`: the pool "sandwich" fft2(maxpool(Re(ifft2(Y)))).
 - `to_planar` / `from_planar`: complex (B, C, H, W) <-> real "planar" (B, 2C, H, W) with
   the real parts in channels [0, C) and the imaginary parts in [C, 2C). Per-part layers
   (the "two-branch" BN, split activations, noise) are then ordinary fast real layers.
+- `scratch`: reused buffers for temporaries (no fresh pages on every step).
 - `cached_constant`: DFT matrices, pooling operators and index maps, built once per
   (size, dtype, device), so that no training step builds a tensor on the host (a CUDA
   graph can capture every layer here; tests/test_capturable.py).
@@ -28,13 +30,16 @@ Contents
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 __all__ = ["pad_kernel", "support_mask", "kernel_spectrum", "spectral_matmul",
-           "spectral_matmul_planar", "hermitian_fill",
+           "spectral_matmul_fm", "spectral_matmul_planar", "hermitian_fill",
            "wf_project", "spectral_maxpool", "to_planar", "from_planar", "cached_constant",
+           "scratch",
            "dft_matrix"]
 
 
@@ -86,6 +91,32 @@ def cached_constant(key: tuple, build, dtype: torch.dtype, device) -> torch.Tens
             t = value.to(device=device, dtype=dtype).contiguous()
         _CONSTANTS[full] = t
     return t
+
+
+_SCRATCH = threading.local()
+
+
+def scratch(tag: str, shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """An uninitialized buffer of `shape`, reused by every call with the same (tag, number
+    of elements, dtype, device) in this thread: for temporaries that die inside one call
+    (a gather consumed by the next op, a second noise draw). On CPU a fresh large tensor
+    can cost a page fault per 4 KiB on first touch (glibc may hand big blocks back to the
+    system between steps); a reused one does not. The caller must neither return it nor let autograd
+    save it, and must not hold two live buffers of one tag. The buffers stay allocated
+    (a few activation-sized tensors per layer shape)."""
+    cache = getattr(_SCRATCH, "buffers", None)
+    if cache is None:
+        cache = _SCRATCH.buffers = {}
+    n = 1
+    for d in shape:
+        n *= int(d)
+    key = (tag, n, dtype, torch.device(device))
+    t = cache.get(key)
+    if t is None:
+        with torch.inference_mode(False), torch.no_grad():
+            t = torch.empty(n, dtype=dtype, device=device)
+        cache[key] = t
+    return t.view(shape)
 
 
 def _dft_matrix64(n: int, rows: int, cols: int, inverse: bool) -> np.ndarray:
@@ -240,6 +271,19 @@ def spectral_matmul(x: torch.Tensor, w: torch.Tensor, *, conj_input: bool = Fals
     b, _, h, w_ = x.shape
     y = _SpectralMatmul.apply(x.to(dtype), w.to(dtype), conj_input)
     return y.view(h, w_, b, -1).permute(2, 3, 0, 1)
+
+
+def spectral_matmul_fm(x: torch.Tensor, w: torch.Tensor, *, conj_input: bool = False
+                       ) -> torch.Tensor:
+    """`spectral_matmul`'s product as the batched GEMM writes it: frequency-major
+    (F, B, Cout), contiguous, F = H*W of x's grid (e.g. a one-sided half). x: complex
+    (B, Cin, H, W) or planar real (B, 2 Cin, H, W); w: complex (Cin, Cout, H, W)."""
+    _check_matmul_shapes(x, w)
+    if x.is_complex():
+        x = x.to(torch.promote_types(x.dtype, w.dtype))
+    ctype = x.dtype if x.is_complex() else (torch.complex128 if x.dtype == torch.float64
+                                            else torch.complex64)
+    return _SpectralMatmul.apply(x, w.to(ctype), conj_input)
 
 
 def spectral_matmul_planar(x: torch.Tensor, w: torch.Tensor, *, conj_input: bool = False,

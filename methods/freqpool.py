@@ -156,7 +156,7 @@ class FreqAvgPool(nn.Module):
     `norm` is the DFT convention of the spectra (torch's `norm`): "backward" (unnormalised,
     the default and CEMNet's), "ortho" (FCNN's) or "forward"; the output is the pooled map's
     spectrum in the same convention (the fold's factor is 1/s^2, 1/s or 1 respectively).
-    `planar_input`: the input is a real planar (B, 2C, H, W) spectrum (`methods.fourier`).
+    `planar_input`: the input may be a real planar (B, 2C, H, W) spectrum (`methods.fourier`).
 
     The kernel (with the fold's factor folded in) is a fixed complex buffer: one complex
     element-wise product per input bin, then the sum of s^2 blocks. No FFT.
@@ -191,7 +191,7 @@ class FreqAvgPool(nn.Module):
         return self._cast[2]
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        if self.planar_input:
+        if self.planar_input and not y.is_complex():
             y = from_planar(y)
         if tuple(y.shape[-2:]) != self.size:
             raise ValueError(f"FreqAvgPool built for {self.size}, got {tuple(y.shape[-2:])}")
