@@ -304,6 +304,26 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
     return runs, history
 
 
+def describe_missing(runs: pd.DataFrame, expected: dict) -> pd.DataFrame:
+    """Rows of runs without a record (missing, unfinished) named from the suite's spec
+    (`expected`: run id -> RunSpec): method, arch, dataset, budget and seed, not blanks."""
+    if not expected or runs.empty:
+        return runs
+    runs = runs.copy()
+    for col in ("method", "arch", "dataset", "budget"):
+        runs[col] = runs[col].astype(object) if col in runs else None
+    if "seed" not in runs:
+        runs["seed"] = float("nan")
+    for i, r in runs.iterrows():
+        spec = expected.get(r["run_id"])
+        if spec is None or isinstance(r["method"], str):
+            continue
+        for col in ("method", "arch", "dataset", "seed"):
+            runs.at[i, col] = getattr(spec, col)
+        runs.at[i, "budget"] = spec.budget or "-"
+    return runs
+
+
 def flatten(spec: dict) -> dict:
     flat = {k: v for k, v in spec.items() if k != "hparams"}
     flat.update(spec.get("hparams") or {})

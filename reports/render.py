@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness import files, store
+from harness.text import plural
 from harness.errors import UserError
 from reports import aggregate, figures, measured, reproduction
 from reports.formats import fmt_effect_tests, fmt_fixed, fmt_num, fmt_size, fmt_stat, row_stats
@@ -171,38 +172,51 @@ def provenance_blocks(runs: pd.DataFrame, setting_no: dict) -> list:
 
 
 def write_report(source: str, out: str, results_dir=None, budget: str | None = None,
-                 baseline: str = "cnn", progress: bool = True) -> tuple[Path, Path]:
+                 baseline: str = "cnn", progress: bool = True,
+                 all_budgets: bool = False) -> tuple[Path, Path]:
     """Write report.md, report.html, figures/, runs.csv (one row per run) and
-    environment.json for a suite (a file, or an installed suite's name) or a results directory."""
+    environment.json for a suite (a file, or an installed suite's name) or a results directory.
+
+    A suite's report covers one budget, as `sweep` and `status` do: `budget`, else the
+    suite's default_budget; `all_budgets` covers every budget of the suite."""
     out_dir = Path(out)
     src = Path(source)
-    run_ids = None
+    expected: dict = {}        # run id -> spec of every run the suite asks for
     from harness.suite import installed_suites, load_suite
 
     if src.suffix == ".toml" or (not src.exists() and src.name in installed_suites()):
-        budgets = [budget] if budget else None
+        if all_budgets and budget:
+            raise UserError("--budget and --all-budgets exclude each other; pass one of them")
         suite = load_suite(str(src), budget)
-        if budgets is None:
-            budgets = list(suite.budgets) or [suite.budget]
-        specs = [s for b in budgets for s in load_suite(str(src), b).specs]
-        run_ids = {s.run_id for s in specs}
+        budgets = (list(suite.budgets) or [suite.budget]) if all_budgets else [suite.budget]
+        expected = {s.run_id: s for b in budgets
+                    for s in (suite.specs if b == suite.budget else load_suite(str(src), b).specs)}
         root = store.results_root(results_dir)
-        title = f"spectral-bench report: {suite.name}"
+        which = "every budget" if all_budgets else f"budget {suite.budget or '-'}"
+        title = f"spectral-bench report: {suite.name} ({which})"
     elif src.is_dir():
+        if budget or all_budgets:
+            raise UserError(f"--budget and --all-budgets select a suite's runs; {src} is a results "
+                            f"directory, whose report covers every run in it")
         root, title = src, f"spectral-bench report: {src}"
     elif not src.exists():
         raise UserError(f"{src} does not exist; pass a suite .toml file or a results directory")
     else:
         raise UserError(f"{src} is neither a suite .toml file nor a results directory")
     notes: list[str] = []      # unreadable records and histories: one warning line each
-    runs, history = aggregate.load_runs(root, run_ids, progress=progress, warn=notes.append)
-    if "method" not in runs:
+    runs, history = aggregate.load_runs(root, set(expected) if expected else None,
+                                        progress=progress, warn=notes.append)
+    if "method" not in runs or not runs["status"].isin(["complete", "diverged", "failed"]).any():
         raise UserError(f"no finished runs for {src} under {root}: "
-                        f"{len(runs)} runs are {', '.join(sorted(runs['status'].unique()))}"
+                        f"{plural(len(runs), 'run')} {'is' if len(runs) == 1 else 'are'} "
+                        f"{', '.join(sorted(runs['status'].unique()))}"
                         + (f" ({notes[0]}{f'; {len(notes) - 1} more' if len(notes) > 1 else ''})"
-                           if notes else ""))
+                           if notes else "")
+                        + (f"; run it first: python -m harness sweep {source}"
+                           + ("" if all_budgets else f" --budget {suite.budget}") if expected else ""))
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
+    runs = aggregate.describe_missing(runs, expected)
     summary = aggregate.summarize(runs)
     paired = aggregate.paired_vs(runs, baseline)
     entries, recipes = load()
@@ -210,7 +224,7 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
     cohorts = list(dict.fromkeys(summary["cohort"])) if not summary.empty else []
     setting_no = {c: i + 1 for i, c in enumerate(cohorts)}
     blocks = [("h1", title),
-              ("p", f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in
+              ("p", f"{plural(len(runs), 'run')}: " + ", ".join(f"{n} {s}" for s, n in
                                                        runs["status"].value_counts().sort_index().items())
                + ". " + header_text(runs))]
     if cohorts:
