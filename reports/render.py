@@ -35,8 +35,24 @@ def setting_title(r) -> str:
             f"{r['ops_convention']} · {r['device_class']} · {threads}")
 
 
-UNRELIABLE = "‡"   # every run of the row was flagged: its timing is shown but unreliable
-EXCLUDED = "§"     # some runs were flagged and left out of the row's timing mean
+# One symbol per meaning, the same in every table of every report, explained once (header).
+RECONSTRUCTION = "†"   # the method is a reconstruction: its formulas are not public
+UNRELIABLE = "‡"       # the timing includes runs flagged 'timing unreliable'
+EXCLUDED = "§"         # flagged runs were left out of the row's timing
+UNSETTLED = "¶"        # evaluated with BatchNorm running statistics that had not settled
+SYMBOLS = {
+    RECONSTRUCTION: "a reconstruction of a method whose formulas are not public (docs/methods.md)",
+    UNRELIABLE: "a timing that includes runs flagged 'timing unreliable' (machine load above its "
+                "cores, threads waiting for a core, or epoch times varying more than 2×)",
+    EXCLUDED: "runs flagged 'timing unreliable' were left out of this row's timing columns",
+    UNSETTLED: "some runs were evaluated with BatchNorm running statistics that had not settled "
+               "(too few training steps for the layer's momentum), so their test error overstates "
+               "the model's (harness/batchnorm.py)",
+}
+
+
+def symbols_text() -> str:
+    return "Symbols: " + "; ".join(f"{k} {v}" for k, v in SYMBOLS.items()) + "."
 
 
 def comparison_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -44,7 +60,7 @@ def comparison_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     rows, notes = [], []
     show_step = summary["step_mode"].astype(bool).any() if "step_mode" in summary else False
     for _, r in summary.iterrows():
-        name = r["method"] + (" †" if r["reconstruction"] else "")
+        name = r["method"] + (f" {RECONSTRUCTION}" if r["reconstruction"] else "")
         mark = ""
         who = f"{r['method']}/{r['arch']}" + (f" ({r['variant']})" if r["variant"] else "")
         if r["timing_unreliable"]:
@@ -53,14 +69,20 @@ def comparison_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                          f"({r['unreliable_note']}).")
         elif r["timing_excluded"]:
             mark = f" {EXCLUDED}"
-            notes.append(f"{EXCLUDED} {who}: {int(r['timing_excluded'])} run(s) flagged timing "
-                         f"unreliable and left out of the timing columns, which average the "
-                         f"other {int(r['timing_n'])} ({r['unreliable_note']}).")
+            notes.append(f"{EXCLUDED} {who}: {plural(int(r['timing_excluded']), 'run')} left out, the "
+                         f"timing columns average the other {int(r['timing_n'])} "
+                         f"({r['unreliable_note']}).")
+        unsettled = int(r.get("bn_unsettled") or 0)
+        if unsettled:
+            notes.append(f"{UNSETTLED} {who}: {unsettled} of {plural(int(r['n']), 'run')} "
+                         f"(seeds {r['bn_unsettled_seeds']}) evaluated with BatchNorm statistics that "
+                         f"had not settled; train longer (more steps) for a meaningful test error.")
         row = {
             "method": name, "arch": r["arch"], "variant": r["variant"] or "–",
             "epochs": fmt_num(r["epochs"]),
             "train": fmt_size(r["n_train"], r["subset"]), "test": fmt_size(r["n_test"], r["subset"]),
-            "n": int(r["n"]), "test error": fmt_stat(row_stats(r)),
+            "n": int(r["n"]),
+            "test error": fmt_stat(row_stats(r)) + (f" {UNSETTLED}" if r.get("bn_unsettled") else ""),
             "fwd MACs/image": fmt_num(r["macs_fwd"]), "bwd MACs/image": fmt_num(r["macs_bwd"]),
             "params": fmt_num(r["params"]),
             "s/epoch": fmt_fixed(r["train_s_per_epoch"], 2) + mark,
@@ -85,7 +107,7 @@ def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
 
 def paired_verdict(e) -> str:
     if e.n < aggregate.MIN_N_INTERVAL:
-        return f"no test: {e.n} pairs (needs {aggregate.MIN_N_INTERVAL})" if e.n else "–"
+        return f"no test: {plural(e.n, 'pair')} (needs {aggregate.MIN_N_INTERVAL})" if e.n else "–"
     if e.p_holm < 0.05:
         return "lower error than the baseline" if e.mean < 0 else "higher error than the baseline"
     return "no detectable difference"
@@ -113,6 +135,8 @@ def footer(runs: pd.DataFrame) -> pd.DataFrame:
         "code provenance": [f"{n} {k}" for k, n in done["code_state"].value_counts().sort_index().items()]
         if "code_state" in done else ["unrecorded"],
         "runs flagged timing unreliable": [f"{len(flagged)} of {len(done)}"],
+        "runs evaluated with unsettled BatchNorm statistics":
+            [f"{int(done['bn_unsettled'].sum()) if 'bn_unsettled' in done else 0} of {len(done)}"],
     }
     return pd.DataFrame([{"item": k, "value": ", ".join(map(str, v)) or "–"} for k, v in items.items()])
 
@@ -129,10 +153,7 @@ def header_text(runs: pd.DataFrame) -> str:
             f"device class and thread count); each setting has its own tables and figures. "
             f"Every MAC figure in this report is per image at batch {batch} (work done once "
             f"per batch, such as weight FFTs, is shared by the batch; {batch} is the training "
-            f"batch size of most runs). † marks a reconstruction of a method whose formulas "
-            f"are not public; {UNRELIABLE} marks timings from runs flagged 'timing unreliable' "
-            f"(machine load above its cores, or epoch times varying more than 2×); {EXCLUDED} "
-            f"marks a row whose flagged runs were left out of its timing columns.")
+            f"batch size of most runs). " + symbols_text())
 
 
 VERDICTS = (
@@ -349,21 +370,20 @@ def cost_blocks(runs: pd.DataFrame, summary: pd.DataFrame, setting_no: dict, roo
                     "checkpoints and data loading, from the records), the total of the setting, "
                     "and one run projected to the papers' 800 epochs: the measured minutes per "
                     "epoch (training, validation and checkpoint) times 800, plus the fixed costs "
-                    "once (warm-up and graph capture of one session, data load, test evaluation). "
-                    "† marks rows with a run whose timing is flagged unreliable.")]
+                    "once (warm-up and graph capture of one session, data load, test evaluation).")]
     for c in [c for c in setting_no if c in set(cost["cohort"])]:
         part = cost[cost["cohort"] == c]
         blocks += [("h3", f"Setting {setting_no[c]}: {part['device'].iloc[0]}"),
                    ("table", pd.DataFrame([{
                        "method": r["method"], "arch": r["arch"], "variant": r["variant"] or "–",
                        "runs": int(r["runs"]), "min/run": fmt_fixed(r["min_per_run"], 1)
-                       + (" †" if r["unreliable"] else ""),
+                       + (f" {UNRELIABLE}" if r["unreliable"] else ""),
                        "min/epoch": fmt_fixed(r["min_per_epoch"], 2),
                        "h per run at 800 epochs": fmt_fixed(r["hours_at_paper_budget"], 1)}
                        for _, r in part.iterrows()])),
-                   ("p", f"Setting {setting_no[c]} in all: {part['min_total'].sum():.0f} minutes "
-                         f"for {int(part['runs'].sum())} runs; at 800 epochs "
-                         f"{(part['hours_at_paper_budget'] * part['runs']).sum():.0f} hours.")]
+                   ("p", f"Setting {setting_no[c]} in all: {part['min_total'].sum():.0f} min "
+                         f"for {plural(int(part['runs'].sum()), 'run')}; at 800 epochs "
+                         f"{(part['hours_at_paper_budget'] * part['runs']).sum():.0f} h.")]
     steps = store.measurement_csv(root, measured.STEP_CSV)   # projected from the step benchmark
     if (df := measured.read_measurement(steps)) is not None:
         proj = reproduction.step_projection(df, 45000, 5000, 800)
@@ -384,6 +404,7 @@ RUN_COLUMNS = ("run_id", "method", "arch", "variant", "dataset", "budget", "seed
                "macs_batch", "macs_fwd", "macs_bwd", "ops_convention", "train_s", "train_s_per_epoch",
                "throughput_img_s", "wall_s", "warmup_s", "data_load_s", "test_eval_s", "peak_mb",
                "device", "threads", "precision", "step_mode", "unreliable", "unreliable_reasons",
+               "bn_unsettled",
                "git_sha", "git_dirty", "code_state", "code_changed", "torch")
 
 
