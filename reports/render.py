@@ -320,9 +320,10 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
         bad = runs[runs["history_error"].notna() & (runs["status"] == "complete")]
         problems = pd.concat([problems, bad.assign(status=bad["status"] + " (no history)",
                                                    reason=bad["history_error"])])
-    blocks += [("h2", "Failed, diverged and unfinished runs"),
-               ("table", problems.reindex(columns=["method", "arch", "dataset", "budget", "seed",
-                                                   "status", "reason", "run_id"]).astype(object).fillna("–"))]
+    problems = problems.reindex(columns=["method", "arch", "dataset", "budget", "seed", "status",
+                                         "reason", "run_id"]).astype(object)
+    problems["seed"] = [v if pd.isna(v) else str(int(v)) for v in problems["seed"]]
+    blocks += [("h2", "Failed, diverged and unfinished runs"), ("table", problems.fillna("–"))]
     blocks += [("h2", "Environment"), ("table", footer(runs))]
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "report.md"

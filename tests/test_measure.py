@@ -4,6 +4,7 @@ are not checked); it times steps back to back with the capture kept out; a faile
 listed in the report with its error; the approximation-error reconstructions are exact
 where they must be."""
 
+import os
 import csv
 import time
 
@@ -134,3 +135,19 @@ def test_failed_layer_cases_are_listed_in_the_report(tmp_path):
     blocks = measured.blocks(tmp_path, tmp_path / "fig")
     tables = [b[1] for b in blocks if b[0] == "table"]
     assert len(tables) == 1 and list(tables[0]["error"]) == ["TypeError: gone"]
+
+
+def test_cpu_memory_probe_prints_nothing_on_stderr():
+    """torch.profiler's backend (Kineto) printed two 'USDT: ... profiler_start/stop' lines
+    per measurement; measure.common silences them (a fresh process: Kineto reads its log
+    level once)."""
+    import subprocess
+    import sys
+    code = ("import torch; from measure.common import peak_bytes; "
+            "print(peak_bytes(lambda: torch.ones(1000, 1000) * 2, torch.device('cpu')))")
+    env = {k: v for k, v in os.environ.items() if k != "KINETO_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 4 * 1000 * 1000       # the product's 4 MB were seen
+    assert "USDT" not in out.stderr and "profiler_start" not in out.stderr, out.stderr
