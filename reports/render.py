@@ -57,7 +57,7 @@ def symbols_text() -> str:
 
 def comparison_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The rows of one setting, and the footnotes for timing marks."""
-    rows, notes = [], []
+    rows, notes, unsettled = [], [], []
     show_step = summary["step_mode"].astype(bool).any() if "step_mode" in summary else False
     for _, r in summary.iterrows():
         name = r["method"] + (f" {RECONSTRUCTION}" if r["reconstruction"] else "")
@@ -72,11 +72,9 @@ def comparison_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             notes.append(f"{EXCLUDED} {who}: {plural(int(r['timing_excluded']), 'run')} left out, the "
                          f"timing columns average the other {int(r['timing_n'])} "
                          f"({r['unreliable_note']}).")
-        unsettled = int(r.get("bn_unsettled") or 0)
-        if unsettled:
-            notes.append(f"{UNSETTLED} {who}: {unsettled} of {plural(int(r['n']), 'run')} "
-                         f"(seeds {r['bn_unsettled_seeds']}) evaluated with BatchNorm statistics that "
-                         f"had not settled; train longer (more steps) for a meaningful test error.")
+        if r.get("bn_unsettled"):
+            unsettled.append(f"{who} (seed{'' if int(r['bn_unsettled']) == 1 else 's'} "
+                             f"{r['bn_unsettled_seeds']} of {int(r['n'])})")
         row = {
             "method": name, "arch": r["arch"], "variant": r["variant"] or "–",
             "epochs": fmt_num(r["epochs"]),
@@ -93,6 +91,10 @@ def comparison_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         if show_step:
             row["step"] = r["step_mode"] or "–"
         rows.append(row)
+    if unsettled:
+        notes.append(f"{UNSETTLED} evaluated with BatchNorm statistics that had not settled: "
+                     f"{'; '.join(unsettled)}. Their test error says little about the method; "
+                     f"train for more steps (the run's warning says how many).")
     return pd.DataFrame(rows), notes
 
 
