@@ -66,7 +66,7 @@ Channel selection (`select`):
 
 Static subset tables (down-sets in (u, v), per component; counts are the DCTNet fractions
 12.5 / 25 / 33 % of 192 = 24 / 48 / 64 scaled to the channel count):
-- 3 components, b = 4 (48 channels): 6 = Y u,v<2 (4) + Cb (0,0) + Cr (0,0) (the note's and the
+- 3 components, b = 4 (48 channels): 6 = Y u,v<2 (4) + Cb (0,0) + Cr (0,0) (the
   released code's "6" pattern); 12 = Y u+v<=2 (6) + Cb, Cr u+v<=1 (3 each); 16 = Y u+v<=3
   (10) + Cb, Cr u+v<=1 (3 each). [INF: Y:chroma ~ 2:1 per component, as DCTNet's 16:4:4 and
   32:8:8 keep more luma.]
