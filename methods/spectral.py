@@ -319,7 +319,7 @@ def build_spectral_pooling(arch, input_shape, num_classes, **hp):
 
 
 @register("spectral-param", archs=PARAM_ARCHS, options=OPTIONS,
-          default_arch=cnn_methods.default_arch,   # the README rule: lenet5 < 32x32, else vgg-small
+          default_arch=cnn_methods.default_arch,   # the documented rule: lenet5 < 32x32, else vgg-small
           description="Rippel et al. 2015 §5.2: filters parameterized by complex K x K spectra, "
                       "w = Re(ifft2(f, ortho)); the spatial twin is spatial-param")
 def build_spectral_param(arch, input_shape, num_classes, **hp):
@@ -328,7 +328,7 @@ def build_spectral_param(arch, input_shape, num_classes, **hp):
 
 
 @register("spatial-param", archs=PARAM_ARCHS, options=OPTIONS,
-          default_arch=cnn_methods.default_arch,   # the README rule: lenet5 < 32x32, else vgg-small
+          default_arch=cnn_methods.default_arch,   # the documented rule: lenet5 < 32x32, else vgg-small
           description="spatial twin of spectral-param: the same architectures and initial "
                       "weights, ordinary real filters")
 def build_spatial_param(arch, input_shape, num_classes, **hp):
