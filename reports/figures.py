@@ -124,8 +124,9 @@ def curve(ax, g: pd.DataFrame, color, marker, kinds: set, lw: float = 1.5) -> No
     else:
         for _, seed_curve in g.groupby("seed", sort=True):
             seed_curve = seed_curve.sort_values("epoch")
-            ax.plot(seed_curve["epoch"], seed_curve["val_acc"], color=color, lw=0.7, alpha=0.5)
-        kinds.add("thin lines: each seed (n < 3, no interval)")
+            ax.plot(seed_curve["epoch"], seed_curve["val_acc"], color=color, lw=0.7, alpha=0.5,
+                    marker=".", ms=3)       # the dot: a one-epoch seed curve is a point
+        kinds.add("thin lines and dots: each seed (n < 3, no interval)")
 
 
 def learning_curves(history: pd.DataFrame, title: str, out: Path,
