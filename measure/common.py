@@ -127,4 +127,5 @@ def device_name(device: torch.device) -> str:
     place a benchmark's title and CSV name the threads)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {cpu_model()} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU {cpu_model()} ({threads} thread{'' if threads == 1 else 's'})"

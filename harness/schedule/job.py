@@ -46,6 +46,7 @@ from harness import files, store
 from harness.errors import UserError
 from harness.spec import RunSpec
 from harness.store import RunDir, RunLocked, RunRecord
+from harness.text import plural
 
 RUNNING_ELSEWHERE = "running elsewhere"   # a job's status when another process trains its run
 
@@ -189,7 +190,7 @@ class RunJob(submitit.helpers.Checkpointable):
         def on_start():   # the run is locked and will train: this is an attempt
             n = sum(a.get("event") == "start" for a in read_attempts(directory)) + 1
             print(f"harness: run {s.run_id} ({s.method}/{s.arch} on {s.dataset}, seed {s.seed}, "
-                  f"{s.epochs} epochs), attempt {n}, results in {directory}", file=sys.stderr, flush=True)
+                  f"{plural(s.epochs, 'epoch')}), attempt {n}, results in {directory}", file=sys.stderr, flush=True)
             append_attempt(directory, {"event": "start", "t": time.time(), "host": socket.gethostname(),
                                        **this_process(), **ids})
             box["started"] = True
