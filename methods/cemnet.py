@@ -1,4 +1,4 @@
-"""CEMNet (Pan et al., arXiv 2204.06718): CNN counterparts trained in the frequency domain.
+"""CEMNet (Pan et al. 2022, arXiv 2204.06718): CNN counterparts trained in the frequency domain.
 
 Reference: docs/methods.md, "CEMNet" (paper [P] vs authors' TF code [C]). Registered methods, one per row of the paper's Tables 1-2:
 
