@@ -101,7 +101,8 @@ def epoch_axis(ax, epochs) -> None:
     """Whole epochs only: ticks at the epochs run (a few of them when there are many), and
     room around a single epoch instead of matplotlib's 0.95 … 1.05."""
     last = int(max(epochs)) if len(epochs) else 1
-    ax.set_xlim(0.5, last + 0.5) if last <= 2 else ax.set_xlim(1, last)
+    pad = max(0.5 if last <= 10 else 0.0, 0.02 * (last - 1))   # whole markers at both ends
+    ax.set_xlim(1 - pad, last + pad)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=min(last, 6), integer=True,
                                                              min_n_ticks=1))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:.0f}"))
