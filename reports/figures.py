@@ -313,6 +313,9 @@ def accuracy_vs(summary: pd.DataFrame, xcol: str, xlabel: str, title: str, out: 
     if hollow:
         handles.append(Line2D([], [], color="k", marker="o", mfc="white", ls="none",
                               label="hollow: timing unreliable"))
+        if not front_drawn:
+            handles.append(Line2D([], [], ls="none", label="no Pareto front: fewer than two "
+                                                           "reliable timings per architecture"))
     fig.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
