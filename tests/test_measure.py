@@ -120,7 +120,7 @@ def test_failed_cases_are_listed_in_the_report(tmp_path):
     table = next(b[1] for b in blocks if b[0] == "table")
     assert list(table["method"]) == ["cnn", "cemnet"]
     assert list(table["error"]) == ["", "UserError: graph=on: capture failed: RuntimeError: x"]
-    assert "1 case(s) failed" in next(b[1] for b in blocks if b[0] == "p")
+    assert "1 case failed: its error is in the table" in next(b[1] for b in blocks if b[0] == "p")
     assert any(b[0] == "img" for b in blocks)
 
 
