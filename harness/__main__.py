@@ -295,7 +295,7 @@ def cmd_run(args) -> None:
             print(f"{plural(elsewhere, 'run')} running elsewhere "
                   f"{'was' if elsewhere == 1 else 'were'} skipped", file=sys.stderr)
         if failed or refused:
-            raise UserError(f"{failed + len(refused)} of {plural(len(suite.specs), 'run')} did not finish "
+            raise UserError(f"{failed + len(refused)} of {len(suite.specs)} runs did not finish "
                             f"({failed} failed, {len(refused)} refused, reasons above); "
                             f"python -m harness status {args.suite} shows them")
         return

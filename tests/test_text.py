@@ -15,9 +15,10 @@ def test_duration():
     assert [text.duration(s) for s in (4.4, 89, 600, 7200)] == ["4 s", "89 s", "10 min", "2.0 h"]
 
 
-def test_subset_notice_once_per_process(tmp_path, capsys):
+def test_subset_notice_once_per_process(tmp_path, capsys, monkeypatch):
     """Two runs on one --subset say it once (before: once per run, 31 times in `check`),
     and a one-epoch run's summary says '1 epoch' (before: '1 epochs')."""
+    monkeypatch.setattr(text, "_SAID", set())      # as in a fresh process
     for seed in (0, 1):
         record = execute(make_spec("cnn", None, "synthetic", epochs=1, subset=200, seed=seed,
                                    batch_size=50), results_dir=tmp_path, progress=False)
