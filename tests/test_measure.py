@@ -4,8 +4,10 @@ are not checked); it times steps back to back with the capture kept out; a faile
 listed in the report with its error; the approximation-error reconstructions are exact
 where they must be."""
 
-import os
 import csv
+import os
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -141,8 +143,6 @@ def test_cpu_memory_probe_prints_nothing_on_stderr():
     """torch.profiler's backend (Kineto) printed two 'USDT: ... profiler_start/stop' lines
     per measurement; measure.common silences them (a fresh process: Kineto reads its log
     level once)."""
-    import subprocess
-    import sys
     code = ("import torch; from measure.common import peak_bytes; "
             "print(peak_bytes(lambda: torch.ones(1000, 1000) * 2, torch.device('cpu')))")
     env = {k: v for k, v in os.environ.items() if k != "KINETO_LOG_LEVEL"}
