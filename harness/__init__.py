@@ -21,6 +21,8 @@ Import rules (tests/test_imports.py): no import cycle, module- or function-level
 
     from harness import make_spec, execute
     record = execute(make_spec("cnn", "lenet5", "synthetic", epochs=1))
+
+A results tree as pandas DataFrames: `reports.aggregate.load_runs(root)` (docs/api.md).
 """
 
 from __future__ import annotations

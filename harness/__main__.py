@@ -91,6 +91,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help="results directory (overrides $SPECTRAL_BENCH_RESULTS; default ./results)")
     p.add_argument("--force", action="store_true", help="re-run even if the run is finished")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--log", choices=("tensorboard",), default=None,
+                   help="live training curves: tensorboard writes each epoch to <run dir>/tensorboard/ "
+                        "(needs pip install -e '.[tensorboard]'; not part of the run id)")
     p.add_argument("--suite", default=None,
                    help="run every spec of a suite TOML file (or an installed suite's name) one after "
                         "another (skips finished runs)")
@@ -138,7 +141,11 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, help="output directory for report.md/.html and figures/")
     rep.add_argument("--results-dir", default=None,
                      help="results root for a suite (overrides $SPECTRAL_BENCH_RESULTS)")
-    rep.add_argument("--budget", default=None, help="only this suite budget (default: all)")
+    rep.add_argument("--budget", default=None,
+                     help="the suite budget to report, as for sweep and status (default: the "
+                          "suite's default_budget)")
+    rep.add_argument("--all-budgets", action="store_true",
+                     help="report every budget of the suite (each budget is its own setting)")
     rep.add_argument("--baseline", default="cnn",
                      help="method to pair against by seed, at each method's own architecture; "
                           "METHOD/ARCH declares one baseline for every architecture")
@@ -191,6 +198,9 @@ def add_sweep_parsers(sub) -> None:
                     help="results directory (overrides $SPECTRAL_BENCH_RESULTS; default ./results)")
     sw.add_argument("--data-dir", default=None, help="dataset directory (overrides $SPECTRAL_BENCH_DATA)")
     sw.add_argument("--device", default="auto", help="device inside a SLURM task (default auto)")
+    sw.add_argument("--log", choices=("tensorboard",), default=None,
+                    help="live training curves of every run in <run dir>/tensorboard/ (needs "
+                         "pip install -e '.[tensorboard]'; not part of the run ids)")
     g = sw.add_argument_group("SLURM (override the suite's [slurm] table)",
                               "An option left out takes the suite's [slurm] value, else the default "
                               "shown, else sbatch's own.")
@@ -247,9 +257,13 @@ def cmd_run(args) -> None:
     from harness.spec import parse_assignments
     from harness.suite import load_suite, make_spec
 
+    from harness import livelog
+    from harness.text import plural
+
+    livelog.check(args.log)       # before anything runs: one line naming the extra
     sets = parse_assignments(args.sets)
     common = dict(data_dir=args.data_dir, results_dir=args.results_dir, device=args.device,
-                  force=args.force, progress=not args.quiet)
+                  force=args.force, progress=not args.quiet, log=args.log)
     if args.suite:
         given = [flag for flag, value in (
             ("--method", args.method != "cnn"), ("--arch", args.arch), ("--dataset", args.dataset),
@@ -260,7 +274,7 @@ def cmd_run(args) -> None:
             raise UserError(f"{', '.join(given)} cannot be combined with --suite: the suite file "
                             f"defines its runs; edit it or add a budget")
         suite = load_suite(args.suite, args.budget)
-        print(f"suite {suite.name} (budget {suite.budget or '-'}): {len(suite.specs)} runs",
+        print(f"suite {suite.name} (budget {suite.budget or '-'}): {plural(len(suite.specs), 'run')}",
               file=sys.stderr)
         failed, refused, elsewhere = 0, [], 0
         for i, spec in enumerate(suite.specs, 1):
@@ -278,7 +292,8 @@ def cmd_run(args) -> None:
                 failed += 1
                 print(f"run {spec.run_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         if elsewhere:
-            print(f"{elsewhere} run(s) running elsewhere were skipped", file=sys.stderr)
+            print(f"{plural(elsewhere, 'run')} running elsewhere "
+                  f"{'was' if elsewhere == 1 else 'were'} skipped", file=sys.stderr)
         if failed or refused:
             raise UserError(f"{failed + len(refused)} of {len(suite.specs)} runs did not finish "
                             f"({failed} failed, {len(refused)} refused, reasons above); "
@@ -314,7 +329,8 @@ def cmd_report(args) -> None:
     from reports.render import write_report
 
     md, htm = write_report(args.source, args.out, results_dir=args.results_dir, budget=args.budget,
-                           baseline=args.baseline, progress=not args.quiet)
+                           baseline=args.baseline, progress=not args.quiet,
+                           all_budgets=args.all_budgets)
     print(f"wrote {md} and {htm}")
 
 
@@ -332,7 +348,7 @@ def cmd_sweep(args) -> int:
     summary = schedule.sweep(args.suite, budget=args.budget, executor=args.executor,
                              results_dir=args.results_dir, data_dir=args.data_dir, device=args.device,
                              slurm=overrides, max_parallel=args.max_parallel, devices=devices,
-                             dry_run=args.dry_run, rerun_stale=args.rerun_stale,
+                             dry_run=args.dry_run, rerun_stale=args.rerun_stale, log=args.log,
                              out=lambda line: print(line, flush=True))
     return 1 if summary.get("local", {}).get("failed") else 0
 

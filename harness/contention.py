@@ -105,7 +105,7 @@ def default_threads(parallel_runs: int = 1) -> int:
     is SLURM_CPUS_PER_TASK (also when the cluster does not bind tasks to their CPUs).
     Otherwise the cores are shared out, less those busy with other work when the process
     may use the whole machine: a thread that must wait for a core stalls every OpenMP
-    barrier, so on a busy machine fewer threads are faster (figures in the README,
+    barrier, so on a busy machine fewer threads are faster (figures in docs/running.md,
     "Threads and contention"). This degrades gracefully: an idle machine gets every
     core, a busy one at least 1 thread each.
     """

@@ -201,7 +201,7 @@ class PeakMemory:
 
     def record(self, data_mb: float, graph_pool_mb: float) -> dict:
         """The run record's `memory`: what each figure measures is in its name and the
-        README ("Memory"); `peak_mb` is the training figure the reports compare."""
+        docs/running.md ("Memory"); `peak_mb` is the training figure the reports compare."""
         if not self.cuda:
             rss, kind = peak_memory(self.device)
             return {"kind": kind, "peak_mb": rss, "peak_is": "the whole process's peak RSS",

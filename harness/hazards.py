@@ -15,7 +15,7 @@ found on any device (a CPU is enough).
 Both run the step under a dispatcher-level and a torch-function-level probe. On a CPU,
 cross-device copies are invisible, and a CUDA kernel that synchronizes internally, cuFFT
 and cuDNN plans created during capture, the graph's memory pool and its speed cannot be
-seen at all: only a GPU run confirms those (the README lists them).
+seen at all: only a GPU run confirms those (docs/gpu.md lists them).
 """
 
 from __future__ import annotations

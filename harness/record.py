@@ -107,3 +107,9 @@ class RunRecord:
     @property
     def unreliable_reasons(self) -> list:
         return list(self.contention.get("reasons") or [])
+
+    @property
+    def batchnorm_unsettled(self) -> bool:
+        """Evaluation used BatchNorm running statistics that had not settled (harness.batchnorm)."""
+        section = self.raw.get("batchnorm") if isinstance(self.raw, dict) else None
+        return isinstance(section, dict) and section.get("unsettled") is True

@@ -31,17 +31,19 @@ import traceback
 from datetime import datetime, timezone
 
 import methods
+from harness import batchnorm
 from harness import data as datasets
 from harness import store
 from harness.contention import default_threads, pinned_threads
 from harness.device import activate, resolve_device
 from harness.env import environment
-from harness import files
+from harness import files, livelog
 from harness.errors import UserError
 from harness.fingerprint import fingerprint
 from harness.ops import count_ops, count_params
 from harness.spec import RunSpec
 from harness.store import RunDir, RunLocked, RunRecord
+from harness.text import notice, plural
 from harness.train import seed_everything, train
 
 __all__ = ["execute", "summary_line", "RunLocked"]
@@ -61,9 +63,9 @@ def summary_line(record: dict) -> str:
     if r.is_complete:
         return (f"{r.spec['method']}/{r.spec['arch']} on {r.spec['dataset']}: "
                 f"test error {100 * m['test_error']:.2f}% (acc {100 * m['test_acc']:.2f}%) after "
-                f"{m['epochs_done']} epochs; train {t['train_s']:.1f}s "
+                f"{plural(m['epochs_done'], 'epoch')}; train {t['train_s']:.1f}s "
                 f"({t['train_s_per_epoch']:.1f}s/epoch, {t['throughput_img_s']:.0f} img/s)"
-                + subset_note(r) + unreliable_note(r))
+                + subset_note(r) + unreliable_note(r) + batchnorm_note(r))
     return f"status {r.status}: {r.reason}"
 
 
@@ -76,25 +78,33 @@ def unreliable_note(r: RunRecord) -> str:
     return f"; timing unreliable: {'; '.join(r.unreliable_reasons)}" if r.unreliable else ""
 
 
+def batchnorm_note(r: RunRecord) -> str:
+    return "; BatchNorm statistics not settled (see the warning)" if r.batchnorm_unsettled else ""
+
+
 def execute(spec: RunSpec, *, data_dir=None, results_dir=None, device: str | None = "auto",
             force: bool = False, progress: bool = True, stop_after: int | None = None,
-            should_stop=None, on_start=None, threads: int | None = None) -> dict | None:
+            should_stop=None, on_start=None, threads: int | None = None, on_epoch=None,
+            log: str | None = None) -> dict | None:
     """Run `spec` to completion (or resume it) and return its record.
 
     Returns None when the call stopped early (stop_after/should_stop), leaving a
     checkpoint to resume from. `on_start()` is called once the run is locked and will
-    train (not for a finished run, nor one that runs elsewhere). Raises RunLocked when
-    another process trains the run. The run uses spec.threads CPU threads, or for auto
-    (0) `threads` (a local sweep's share of the cores), else the cores this process may use.
+    train (not for a finished run, nor one that runs elsewhere); `on_epoch(row)` after
+    every epoch with its history row. Raises RunLocked when another process trains the
+    run. The run uses spec.threads CPU threads, or for auto (0) `threads` (a local
+    sweep's share of the cores), else the cores this process may use. `log="tensorboard"`
+    writes live curves to <run dir>/tensorboard/ (harness.livelog; not part of the spec).
     """
+    livelog.check(log)
     with pinned_threads(spec.threads or threads or default_threads()):
         return _execute(spec, data_dir=data_dir, results_dir=results_dir, device=device, force=force,
                         progress=progress, stop_after=stop_after, should_stop=should_stop,
-                        on_start=on_start)
+                        on_start=on_start, on_epoch=on_epoch, log=log)
 
 
 def _execute(spec, *, data_dir, results_dir, device, force, progress, stop_after, should_stop,
-             on_start) -> dict | None:
+             on_start, on_epoch, log) -> dict | None:
     root = store.results_root(results_dir)
     rd = RunDir.of(root, spec)
     store.check_no_symlinks(root, rd.path)
@@ -109,14 +119,15 @@ def _execute(spec, *, data_dir, results_dir, device, force, progress, stop_after
         try:
             return _execute_locked(spec, rd, data_dir=data_dir, dev=dev, force=force,
                                    progress=progress, stop_after=stop_after,
-                                   should_stop=should_stop, on_start=on_start)
+                                   should_stop=should_stop, on_start=on_start,
+                                   on_epoch=on_epoch, log=log)
         except BaseException:
             rd.clear(created)             # a refused run leaves no directory behind
             raise
 
 
 def _execute_locked(spec, rd: RunDir, *, data_dir, dev, force, progress, stop_after,
-                    should_stop, on_start) -> dict | None:
+                    should_stop, on_start, on_epoch, log) -> dict | None:
     staging = rd.staging.path
     if staging.is_symlink() or (os.path.lexists(staging) and not staging.is_dir()):
         raise UserError(f"{staging} is not a directory; remove it and run again")
@@ -141,9 +152,9 @@ def _execute_locked(spec, rd: RunDir, *, data_dir, dev, force, progress, stop_af
     data = datasets.load(spec.dataset, data_dir, val_size=spec.val_size, subset=spec.subset or None)
     data_load_s = time.perf_counter() - t0
     if spec.subset:  # the subset also shrinks val and test: never leave that implicit
-        print(f"notice: --subset {spec.subset}: training on {len(data.y_train):,} images, validating "
-              f"on {len(data.y_val):,} and testing on {len(data.y_test):,} (N/5); the numbers are not "
-              f"comparable with full-data runs", file=sys.stderr)
+        notice(f"--subset {spec.subset}: training on {len(data.y_train):,} images, validating "
+               f"on {len(data.y_val):,} and testing on {len(data.y_test):,} (N/5); the numbers are not "
+               f"comparable with full-data runs")
     if spec.batch_size > len(data.y_train):
         raise UserError(f"--batch-size {spec.batch_size} is larger than the {len(data.y_train)} "
                         f"training images; use --batch-size {len(data.y_train)} or less "
@@ -161,9 +172,11 @@ def _execute_locked(spec, rd: RunDir, *, data_dir, dev, force, progress, stop_af
         "ops": count_ops_safely(model, data.input_shape),
         "environment": {**environment(dev), "precision": precision, "code": fingerprint(spec.method)},
     }
+    observers = [f for f in (on_epoch, livelog.TensorBoardLog(rd.path) if log else None) if f]
     try:
         res = train(model, data, spec, dev, work.path, progress=progress,
-                    stop_after=stop_after, should_stop=should_stop)
+                    stop_after=stop_after, should_stop=should_stop,
+                    on_epoch=(lambda row: [f(row) for f in observers]) if observers else None)
     except (KeyboardInterrupt, UserError):
         raise
     except Exception as exc:
@@ -172,6 +185,10 @@ def _execute_locked(spec, rd: RunDir, *, data_dir, dev, force, progress, stop_af
                       finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         work.write(record)            # staged for --force: the old record stays
         raise
+    finally:
+        for f in observers:
+            if hasattr(f, "close"):
+                f.close()
     if res.status == "interrupted":
         return None
     # a resumed run goes on with its first session's threads, not always today's auto count
@@ -194,6 +211,15 @@ def _execute_locked(spec, rd: RunDir, *, data_dir, dev, force, progress, stop_af
     if res.status == "diverged":
         record.update(reason=f"non-finite training loss in epoch {res.diverged_epoch}",
                       diverged_epoch=res.diverged_epoch)
+    # evaluation used the running statistics as they stand now: say so if they cannot have
+    # settled (harness.batchnorm); a note in the record and on stderr, the numbers unchanged
+    unsettled = batchnorm.unsettled(model)
+    if unsettled is not None:
+        steps_per_epoch = max(1, unsettled["steps"] // max(1, epochs_done))
+        unsettled["warning"] = batchnorm.warning_text(unsettled, steps_per_epoch)
+        record["batchnorm"] = {"unsettled": True, **unsettled}
+        if progress:
+            print(f"warning: {unsettled['warning']}", file=sys.stderr)
     work.write(record, history=hist)      # the record last: its presence means "done"
     if work is not rd:
         rd.finish_swap()

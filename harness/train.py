@@ -208,12 +208,15 @@ class TrainResult:
 
 
 def train(model, data, spec, device, run_dir: Path, progress: bool = True,
-          stop_after: int | None = None, should_stop: Callable[[], bool] | None = None) -> TrainResult:
+          stop_after: int | None = None, should_stop: Callable[[], bool] | None = None,
+          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train `model` on `data` per `spec`, resuming from `run_dir/checkpoint.pt` if present.
 
     `stop_after` ends the call after that many epochs in total (for tests and
     time-sliced jobs); `should_stop()` is polled after every epoch (for preemption).
-    Both leave a checkpoint and return status 'interrupted'.
+    Both leave a checkpoint and return status 'interrupted'. `on_epoch(row)` gets each
+    finished epoch's history row after its checkpoint (a sweep's progress, live logs);
+    it only observes.
     """
     from tqdm import tqdm
 
@@ -336,6 +339,8 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
         save_checkpoint(ckpt_path, model, opt, sched, gen, spec, history, timing, epoch + 1, device,
                         monitor.state())
         timing["checkpoint_s"] += time.perf_counter() - t0
+        if on_epoch is not None:
+            on_epoch(dict(history[-1], epochs=spec.epochs))
         done = epoch + 1
         if done < spec.epochs and ((stop_after is not None and done >= stop_after)
                                    or (should_stop is not None and should_stop())):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 from pathlib import Path
 from typing import Callable
@@ -90,6 +91,10 @@ def peak_bytes(fn: Callable, device: torch.device) -> int:
         fn()
         sync(device)
         return torch.cuda.max_memory_allocated(device) - base
+    # Kineto, the profiler's backend, prints 'USDT: ... profiler_start/stop' to stderr on
+    # every profile at any log level up to 5; it reads KINETO_LOG_LEVEL when the first
+    # profile starts, so setting it here silences them (a value the user set wins)
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
@@ -122,4 +127,5 @@ def device_name(device: torch.device) -> str:
     place a benchmark's title and CSV name the threads)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {cpu_model()} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU {cpu_model()} ({threads} thread{'' if threads == 1 else 's'})"

@@ -1,7 +1,6 @@
-"""CEMNet (Pan et al., arXiv 2204.06718): CNN counterparts trained in the frequency domain.
+"""CEMNet (Pan et al. 2022, arXiv 2204.06718): CNN counterparts trained in the frequency domain.
 
-Reference: ../shared/reference/methods-cemnet-fcnn-2srelu.md §1 (paper [P] vs authors' TF
-code [C]). Registered methods, one per row of the paper's Tables 1-2:
+Reference: docs/methods.md, "CEMNet" (paper [P] vs authors' TF code [C]). Registered methods, one per row of the paper's Tables 1-2:
 
     cemnet                    EM + WF + BN + approximated dropout (the full model)
     cemnet-no-dropout         dropout_conv = dropout_fc = 0

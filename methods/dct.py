@@ -1,8 +1,7 @@
 """DCT channel selection (Xu et al., "Learning in the Frequency Domain", CVPR 2020; DCTNet),
 scaled to MNIST / CIFAR-10. Method `dct-select`.
 
-Reference: ../shared/reference/methods-spectral-dct-laplace.md part B (B.1 pipeline, B.3 gate,
-B.4 subsets, B.6 scaling, B.7 identities). Tags: [C] released DCTNet code, [P] paper,
+Reference: docs/methods.md, "DCT channel selection". Tags: [C] released DCTNet code, [P] paper,
 [INF] our choice for the small-image scaling (no source gives one).
 
 Input pipeline (fixed, no parameters; a fixed orthonormal "stem"):
@@ -36,7 +35,7 @@ Backbones ("the same backbone family as the RGB baseline, with the layers before
 insertion point removed" [C: ResNet-50 stem + maxpool dropped, the first 1x1s take C]):
 - `resnet20` (CIFAR ResNet, He et al. 2016: 3x3 stem 16, stages of 3 basic blocks with 16,
   32, 64 channels at 32, 16, 8 px, GAP, FC; projection shortcuts (1x1 conv + BN) where the
-  shape changes). DCT default [INF, the note's "closest analogue of DCTNet"]: b = 4 on the
+  shape changes). DCT default [INF, the closest analogue of DCTNet]: b = 4 on the
   2x upsampled image, 48 x 16 x 16 into stage 2 (stem and stage 1 removed); stage 2's first
   block takes C input channels at stride 1, with a 1x1 projection shortcut C -> 32. b = 4,
   upsample = 1 (48 x 8 x 8) enters stage 3 instead.
@@ -67,7 +66,7 @@ Channel selection (`select`):
 
 Static subset tables (down-sets in (u, v), per component; counts are the DCTNet fractions
 12.5 / 25 / 33 % of 192 = 24 / 48 / 64 scaled to the channel count):
-- 3 components, b = 4 (48 channels): 6 = Y u,v<2 (4) + Cb (0,0) + Cr (0,0) (the note's and the
+- 3 components, b = 4 (48 channels): 6 = Y u,v<2 (4) + Cb (0,0) + Cr (0,0) (the
   released code's "6" pattern); 12 = Y u+v<=2 (6) + Cb, Cr u+v<=1 (3 each); 16 = Y u+v<=3
   (10) + Cb, Cr u+v<=1 (3 each). [INF: Y:chroma ~ 2:1 per component, as DCTNet's 16:4:4 and
   32:8:8 keep more luma.]

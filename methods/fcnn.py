@@ -1,8 +1,8 @@
 """FCNN (Pratt et al. 2017, "FCNN: Fourier Convolutional Neural Networks"): a RECONSTRUCTION.
 
 The paper's layer formulas, architectures and training recipe are not available to us
-(reference note ../shared/reference/methods-cemnet-fcnn-2srelu.md §2.2), so this is the
-documented reconstruction of the note's §2.3, labelled as such in the registry
+(docs/methods.md, "FCNN"), so this is the documented
+reconstruction described there, labelled as such in the registry
 (`reconstruction=True`) and in every run record (`describe()`). Verified facts it honours:
 training entirely in the Fourier domain, Fourier convolution and Fourier pooling layers,
 filters learned directly in the Fourier domain, MNIST and CIFAR-10.
@@ -59,7 +59,7 @@ RECONSTRUCTION_NOTE = (
     "RECONSTRUCTION (formulas not public): fft2(ortho) once at the input; Fourier conv with free "
     "complex HxW weights initialized from fft2 of He-normal KxK kernels; configurable complex "
     "nonlinearity; pooling by the shared spectral crop; [Re, Im] flattened into FC layers; no "
-    "inverse FFT. See methods/fcnn.py and the reference note §2.3.")
+    "inverse FFT. See methods/fcnn.py and docs/methods.md.")
 
 
 def he_normal_kernel(cin: int, cout: int, k: int) -> torch.Tensor:

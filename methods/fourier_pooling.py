@@ -24,7 +24,7 @@ from methods.fourier import _dft_matrix64, cached_constant
 
 
 # ------------------------------------------------------------------------------------------
-# Spectral pooling (Rippel et al. 2015) and frequency dropout: reference note part A.2-A.3.
+# Spectral pooling (Rippel et al. 2015) and frequency dropout: docs/methods.md, "Spectral pooling".
 # One crop operator for every method that crops spectra (spectral pooling, FCNN pooling).
 # ------------------------------------------------------------------------------------------
 

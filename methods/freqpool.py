@@ -1,6 +1,6 @@
 """Frequency-domain average pooling (Zhu et al., arXiv 2108.05690, seed 002, Thm 3.6).
 
-Reference: ../shared/reference/methods-spectral-dct-laplace.md part C (C.2 item 4, C.3). The
+Reference: docs/methods.md, "Real-node and Hartley convolutions". The
 paper states "average pooling = multiplication by a sinc" for continuous signals; the exact
 discrete form used here is our derivation (checked by tests/test_freqpool.py):
 
@@ -12,7 +12,7 @@ discrete form used here is our derivation (checked by tests/test_freqpool.py):
   The note's "causal" window z[n] = (1/k) sum_j x[n - j] has the conjugate kernel (linear
   phase e^{-i pi u (k-1)/N}); its output is the same map circularly shifted by k-1 samples.
   `align="start"` (default) is the window [s*m, s*m + k) of `nn.AvgPool2d`, so no shift is
-  left; `align="causal"` is the note's form (documented shift of k-1).
+  left; `align="causal"` is the causal form (documented shift of k-1).
 - Subsampling by s (s divides N) is a spectral fold of the unnormalised DFT:
       w[m] = z[s m]   <=>   W[v] = (1/s) sum_{j=0}^{s-1} Z[v + j N / s],  v < N / s.
 - Hence AvgPool2d(k, stride s) on a circularly padded map (pad k - s at the end; none when
@@ -56,7 +56,7 @@ def dirichlet_kernel(n: int, k: int, *, align: str = "start",
     """D_k[u], u = 0..n-1: the DFT (length n) of the k-tap box of weight 1/k.
 
     align="start": the box covers x[n], ..., x[n+k-1] (nn.AvgPool windows); "causal": the box
-    covers x[n-k+1], ..., x[n] (the note's linear-phase form). Computed as an explicit sum of
+    covers x[n-k+1], ..., x[n] (the linear-phase form). Computed as an explicit sum of
     k complex exponentials in float64 (exact to rounding), then cast to `dtype`.
     """
     if align not in ALIGNS:

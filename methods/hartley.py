@@ -1,8 +1,8 @@
 """Hartley convolution: the exact real-valued alternative to the theory paper's Laplace idea.
 
 Zhu et al. (seed 002, §4) want convolution "in the real domain". The Laplace route needs an
-ill-conditioned inverse (methods/realnode.py); the reference note
-(../shared/reference/methods-spectral-dct-laplace.md §C.2) recommends instead the discrete
+ill-conditioned inverse (methods/realnode.py); its exact,
+real-valued alternative (docs/methods.md, "Real-node and Hartley convolutions") is the discrete
 Hartley transform (DHT), which is real, its own inverse up to scale, and has an exact
 convolution theorem. For an L1 x L2 grid and a 2-D index k = (u, v), -k = (-u mod L1,
 -v mod L2):
@@ -167,5 +167,5 @@ def build_hartley(arch, input_shape, num_classes, *, dropout_conv, dropout_fc, p
 
     return skeleton.build(arch, input_shape, num_classes, dropout_conv, dropout_fc, conv,
                           {"method": "hartley", "padding": padding,
-                           "source": "reference note §C.2 (DHT convolution theorem); "
+                           "source": "docs/methods.md (DHT convolution theorem); "
                                      "seed 002's real-domain proposal"})

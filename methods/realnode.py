@@ -2,8 +2,8 @@
 
 Zhu et al., "Going Deeper in Frequency CNN: A Theoretical Perspective" (arXiv 2108.05690;
 seed 002, §4) propose the Laplace transform so that convolution "runs in the real domain".
-They give no discrete algorithm and never invert the transform. The reference note
-(../shared/reference/methods-spectral-dct-laplace.md §C.2, item 7) makes it concrete: the
+They give no discrete algorithm and never invert the transform. Its discrete
+form (docs/methods.md, "Real-node and Hartley convolutions") makes it concrete: the
 discrete Laplace transform at real p is the Z-transform at real points z = e^p, linear
 convolution is polynomial multiplication, and evaluating both factors at real nodes,
 multiplying point-wise and interpolating back is Toom-Cook; tiled, it is Winograd's minimal
@@ -16,7 +16,7 @@ inputs and an r-tap filter g, with n - 1 finite real nodes a_j and the node at i
     y = A^T [ (G g) * (B^T d) ],    2-D:  Y = A^T [ (G g G^T) * (B^T d B) ] A
 
 derived from the polynomial product c = g * h = V^{-1} ((V_r g) * (V_m h)) (V: rows
-[1, a, ..., a^{n-1}] per finite node and e_{n-1} for infinity, the note's Vandermonde) by
+[1, a, ..., a^{n-1}] per finite node and e_{n-1} for infinity, the Vandermonde matrix) by
 transposition (y = T_g^T d, T_g the convolution matrix of g): A^T = V_m^T, B^T = V^{-T},
 G = V_r. As in Lavin & Gray (2016) and wincnn, row j of B^T is scaled by
 f_j = prod_{l != j} (a_j - a_l) and row j of G by 1 / f_j (an exact diagonal rescaling), so
@@ -29,7 +29,7 @@ Choices the paper leaves open (all ours, documented):
 - Nodes (`nodes`): "standard" = 0, 1, -1, 2, -2, 1/2, -1/2, 3, -3, 1/3, -1/3, ... plus
   infinity (the usual Winograd choice: F(2,3) uses 0, +-1, inf and F(4,3) 0, +-1, +-2, inf),
   or "chebyshev" = the n - 1 Chebyshev points cos((2j+1) pi / (2(n-1))) plus infinity (the
-  better-conditioned real nodes of the note's table; irrational, so built in float64).
+  better-conditioned real nodes; irrational, so built in float64).
 - Tile (`tile`) m in {2, 4, 6}: F(2x2, rxr), F(4x4, rxr), F(6x6, rxr) for the net's kernels:
   r = 3 in `vgg-small`, r = 5 in `lenet5` (methods.cnn uses 5x5 kernels there, so LeNet-5
   runs F(m x m, 5 x 5)). Default m = 2: F(2,3) and F(2,5) are the least ill-conditioned;
@@ -224,5 +224,5 @@ def build_realnode(arch, input_shape, num_classes, *, dropout_conv, dropout_fc, 
 
     return skeleton.build(arch, input_shape, num_classes, dropout_conv, dropout_fc, conv,
                           {"method": "realnode", "tile": tile, "nodes": nodes,
-                           "source": "Zhu et al. arXiv 2108.05690 §4 via reference note §C.2 "
+                           "source": "Zhu et al. arXiv 2108.05690 §4 via docs/methods.md "
                                      "(Toom-Cook / Winograd with real nodes)"})

@@ -1,8 +1,8 @@
 """Rippel, Snoek & Adams, "Spectral Representations for CNNs" (NIPS 2015): spectral pooling,
 frequency dropout and spectral parameterization of filters.
 
-Reference: ../shared/reference/methods-spectral-dct-laplace.md part A ([P] paper, [R]
-recollection, [C] reimplementations). Registered methods:
+Reference: docs/methods.md, "Spectral pooling and spectral parameterization" ([P] paper,
+[R] recollection, [C] reimplementations). Registered methods:
 
     spectral-pooling   the §5.1 classifier (arch `rippel-sp`) with spectral pooling and
                        frequency dropout.
@@ -45,7 +45,7 @@ Choices (the paper's supplement with TREATCORNERCASES is not available to us):
 - Initialization of the Rippel nets: He-normal (fan-in, ReLU gain) weights, zero biases (the
   nets have no BN). Spectral parameterization starts from the FFT (ortho) of exactly these
   spatial weights, so step 0 equals the spatial net [V in tests].
-- Spectral parameterization = option 1 of the note: 2K^2 real numbers per filter (complex
+- Spectral parameterization = option 1 of docs/methods.md: 2K^2 real numbers per filter (complex
   parameter), w = Re(ifft2(f, ortho)). Its Jacobian J satisfies J J^T = I, so plain SGD
   (also with momentum / weight decay) follows the spatial trajectory exactly; adaptive
   optimizers (Adam, RMSprop: per-coordinate on Re f and Im f) do not, which is what the
@@ -319,7 +319,7 @@ def build_spectral_pooling(arch, input_shape, num_classes, **hp):
 
 
 @register("spectral-param", archs=PARAM_ARCHS, options=OPTIONS,
-          default_arch=cnn_methods.default_arch,   # the README rule: lenet5 < 32x32, else vgg-small
+          default_arch=cnn_methods.default_arch,   # the documented rule: lenet5 < 32x32, else vgg-small
           description="Rippel et al. 2015 §5.2: filters parameterized by complex K x K spectra, "
                       "w = Re(ifft2(f, ortho)); the spatial twin is spatial-param")
 def build_spectral_param(arch, input_shape, num_classes, **hp):
@@ -328,7 +328,7 @@ def build_spectral_param(arch, input_shape, num_classes, **hp):
 
 
 @register("spatial-param", archs=PARAM_ARCHS, options=OPTIONS,
-          default_arch=cnn_methods.default_arch,   # the README rule: lenet5 < 32x32, else vgg-small
+          default_arch=cnn_methods.default_arch,   # the documented rule: lenet5 < 32x32, else vgg-small
           description="spatial twin of spectral-param: the same architectures and initial "
                       "weights, ordinary real filters")
 def build_spatial_param(arch, input_shape, num_classes, **hp):

@@ -1,13 +1,13 @@
 """2SReLU (Watanabe & Wolf, Appl. Soft Comput. 112:107851, 2021; arXiv 2006.10853): a
 RECONSTRUCTION. Method `2srelu`.
 
-The paper's formula, parameters, architecture and recipe are not available to us (reference
-note ../shared/reference/methods-cemnet-fcnn-2srelu.md §3.2: only the abstract and CEMNet's
-one-line description were readable; the GitLab code was not). What we know [P]: a
+The paper's formula, parameters, architecture and recipe are not available to us (docs/methods.md,
+"2SReLU": only the abstract and CEMNet's one-line description were readable; the GitLab
+code was not). What we know [P]: a
 "second harmonics superposition" activation that "preserves high frequency components";
 a convolution-free network trained in the frequency domain on MNIST (3.08 % test error,
 as quoted by CEMNet Table 1) and AT&T faces. Everything else below is our reconstruction
-[INF], following the note's §3.3 reasoning and labelled as such in the registry
+[INF], following the reasoning of docs/methods.md and labelled as such in the registry
 (`reconstruction=True`) and in every run record (`describe()`).
 
 Activation, y = alpha * X + beta * S(X), with learnable real alpha and beta per channel:
@@ -56,7 +56,7 @@ RECONSTRUCTION_NOTE = (
     "RECONSTRUCTION (2SReLU formula not public): y = alpha*X + beta*S(X) per channel, S the "
     "second harmonic (candidate 1: |X[k]| e^{2i arg X[k]} placed at 2k; 2: X[k]^2 at 2k; 3: "
     "DFT(x^2)); convolution-free net = fft2(ortho) + FCNN Fourier conv + 2SReLU + spectral "
-    "crop pooling + FC head. See methods/twosrelu.py and the reference note §3.3.")
+    "crop pooling + FC head. See methods/twosrelu.py and docs/methods.md.")
 
 
 # --------------------------------------------------------------------------- the activation

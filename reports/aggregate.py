@@ -192,7 +192,7 @@ def run_row(directory: Path, rec: dict) -> dict:
         "wall_s": _num(t.get("wall_s")), "data_load_s": _num(t.get("data_load_s")),
         "test_eval_s": _num(t.get("test_eval_s")), "sessions": _num(t.get("sessions")),
         "warmup_s": _num(t.get("warmup_s")), "capture_s": _num(t.get("capture_s")),
-        "unreliable": r.unreliable,
+        "unreliable": r.unreliable, "bn_unsettled": r.batchnorm_unsettled,
         "unreliable_reasons": "; ".join(map(str, reasons)) if isinstance(reasons, list) else "",
         "peak_mb": _num(r.memory.get("peak_mb")),
         "device": device_label(env, threads),
@@ -297,11 +297,32 @@ def load_runs(root: Path, run_ids: set[str] | None = None, progress: bool = True
         runs["cohort"] = [cohort_key(r) if isinstance(r.get("spec_json"), str) else None
                           for r in rows]
         runs["unreliable"] = runs["unreliable"].fillna(False).astype(bool)
+        runs["bn_unsettled"] = runs["bn_unsettled"].fillna(False).astype(bool)
         runs["variant"] = variants(runs)
         runs = set_macs_batch(runs, macs_batch(runs))
         if not history.empty:
             history = history.merge(runs[["run_id", "variant", "cohort"]], on="run_id", how="left")
     return runs, history
+
+
+def describe_missing(runs: pd.DataFrame, expected: dict) -> pd.DataFrame:
+    """Rows of runs without a record (missing, unfinished) named from the suite's spec
+    (`expected`: run id -> RunSpec): method, arch, dataset, budget and seed, not blanks."""
+    if not expected or runs.empty:
+        return runs
+    runs = runs.copy()
+    for col in ("method", "arch", "dataset", "budget"):
+        runs[col] = runs[col].astype(object) if col in runs else None
+    if "seed" not in runs:
+        runs["seed"] = float("nan")
+    for i, r in runs.iterrows():
+        spec = expected.get(r["run_id"])
+        if spec is None or isinstance(r["method"], str):
+            continue
+        for col in ("method", "arch", "dataset", "seed"):
+            runs.at[i, col] = getattr(spec, col)
+        runs.at[i, "budget"] = spec.budget or "-"
+    return runs
 
 
 def flatten(spec: dict) -> dict:
@@ -375,6 +396,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
                 f"seed {int(r['seed'])}: {r['unreliable_reasons'] or 'no reason recorded'}"
                 for _, r in flagged.sort_values("seed").iterrows()),
             step_mode=", ".join(sorted({str(m) for m in g["step_mode"].dropna()})),
+            bn_unsettled=int(g["bn_unsettled"].fillna(False).astype(bool).sum()) if "bn_unsettled" in g else 0,
+            bn_unsettled_seeds=", ".join(str(int(x)) for x in sorted(
+                g[g["bn_unsettled"].fillna(False).astype(bool)]["seed"])) if "bn_unsettled" in g else "",
             epochs=g["epochs_done"].median(), reconstruction=bool(g["reconstruction"].any()),
             **{f"fwd_{c}": g[f"fwd_{c}"].median() for c in OPS_CATEGORIES},
         )

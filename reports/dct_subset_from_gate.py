@@ -1,5 +1,5 @@
 """From DCT gate runs to static subsets (DCTNet's "train with the gate, keep the channels it
-switches on most often"; reference note B.3, B.6).
+switches on most often").
 
 For every finished `dct-select` run with `select=gate` (all runs under the results root, or
 the runs of a suite and budget), this rebuilds the model from its record, loads the final

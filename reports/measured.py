@@ -20,6 +20,7 @@ import pandas as pd
 
 from harness import files
 from harness.errors import UserError
+from harness.text import plural
 
 from harness import store
 from reports import figures
@@ -110,7 +111,7 @@ def step_bench_blocks(df: pd.DataFrame, figdir: Path) -> list:
                     f"(resident state, the batch, the step's peak), graph pool MB: what the "
                     f"graph's private pool adds; op counts "
                     f"{', '.join(sorted(df['convention'].astype(str).unique()))}."
-                    + (f" {len(failed)} case(s) failed: their error is in the table."
+                    + (f" {plural(len(failed), 'case')} failed: {'its' if len(failed) == 1 else 'their'} error is in the table."
                        if not failed.empty else "")),
               ("table", table.rename(columns=STEP_COLUMNS))]
     for i, (dev, g) in enumerate(measured.groupby("device_name")):

@@ -162,7 +162,7 @@ def mismatches(entry, recipes: dict, spec: dict, epochs: float, subset: int,
     if not paper_epochs:
         reasons.append("the paper's budget is not stated")
     elif epochs > paper_epochs:
-        reasons.append(f"budget differs: ours {epochs:g} epochs, the paper's {paper_epochs}")
+        reasons.append(f"budget differs: ours {epochs:g} epoch{'' if epochs == 1 else 's'}, the paper's {paper_epochs}")
     elif epochs < paper_epochs:
         return reasons, f"{epochs:g} of the paper's {paper_epochs} epochs"
     return reasons, ""

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness import files, store
+from harness.text import plural
 from harness.errors import UserError
 from reports import aggregate, figures, measured, reproduction
 from reports.formats import fmt_effect_tests, fmt_fixed, fmt_num, fmt_size, fmt_stat, row_stats
@@ -34,16 +35,32 @@ def setting_title(r) -> str:
             f"{r['ops_convention']} · {r['device_class']} · {threads}")
 
 
-UNRELIABLE = "‡"   # every run of the row was flagged: its timing is shown but unreliable
-EXCLUDED = "§"     # some runs were flagged and left out of the row's timing mean
+# One symbol per meaning, the same in every table of every report, explained once (header).
+RECONSTRUCTION = "†"   # the method is a reconstruction: its formulas are not public
+UNRELIABLE = "‡"       # the timing includes runs flagged 'timing unreliable'
+EXCLUDED = "§"         # flagged runs were left out of the row's timing
+UNSETTLED = "¶"        # evaluated with BatchNorm running statistics that had not settled
+SYMBOLS = {
+    RECONSTRUCTION: "a reconstruction of a method whose formulas are not public (docs/methods.md)",
+    UNRELIABLE: "a timing that includes runs flagged 'timing unreliable' (machine load above its "
+                "cores, threads waiting for a core, or epoch times varying more than 2×)",
+    EXCLUDED: "runs flagged 'timing unreliable' were left out of this row's timing columns",
+    UNSETTLED: "some runs were evaluated with BatchNorm running statistics that had not settled "
+               "(too few training steps for the layer's momentum), so their test error overstates "
+               "the model's (harness/batchnorm.py)",
+}
+
+
+def symbols_text() -> str:
+    return "Symbols: " + "; ".join(f"{k} {v}" for k, v in SYMBOLS.items()) + "."
 
 
 def comparison_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The rows of one setting, and the footnotes for timing marks."""
-    rows, notes = [], []
+    rows, notes, unsettled = [], [], []
     show_step = summary["step_mode"].astype(bool).any() if "step_mode" in summary else False
     for _, r in summary.iterrows():
-        name = r["method"] + (" †" if r["reconstruction"] else "")
+        name = r["method"] + (f" {RECONSTRUCTION}" if r["reconstruction"] else "")
         mark = ""
         who = f"{r['method']}/{r['arch']}" + (f" ({r['variant']})" if r["variant"] else "")
         if r["timing_unreliable"]:
@@ -52,14 +69,18 @@ def comparison_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                          f"({r['unreliable_note']}).")
         elif r["timing_excluded"]:
             mark = f" {EXCLUDED}"
-            notes.append(f"{EXCLUDED} {who}: {int(r['timing_excluded'])} run(s) flagged timing "
-                         f"unreliable and left out of the timing columns, which average the "
-                         f"other {int(r['timing_n'])} ({r['unreliable_note']}).")
+            notes.append(f"{EXCLUDED} {who}: {plural(int(r['timing_excluded']), 'run')} left out, the "
+                         f"timing columns average the other {int(r['timing_n'])} "
+                         f"({r['unreliable_note']}).")
+        if r.get("bn_unsettled"):
+            unsettled.append(f"{who} (seed{'' if int(r['bn_unsettled']) == 1 else 's'} "
+                             f"{r['bn_unsettled_seeds']} of {int(r['n'])})")
         row = {
             "method": name, "arch": r["arch"], "variant": r["variant"] or "–",
             "epochs": fmt_num(r["epochs"]),
             "train": fmt_size(r["n_train"], r["subset"]), "test": fmt_size(r["n_test"], r["subset"]),
-            "n": int(r["n"]), "test error": fmt_stat(row_stats(r)),
+            "n": int(r["n"]),
+            "test error": fmt_stat(row_stats(r)) + (f" {UNSETTLED}" if r.get("bn_unsettled") else ""),
             "fwd MACs/image": fmt_num(r["macs_fwd"]), "bwd MACs/image": fmt_num(r["macs_bwd"]),
             "params": fmt_num(r["params"]),
             "s/epoch": fmt_fixed(r["train_s_per_epoch"], 2) + mark,
@@ -70,6 +91,10 @@ def comparison_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         if show_step:
             row["step"] = r["step_mode"] or "–"
         rows.append(row)
+    if unsettled:
+        notes.append(f"{UNSETTLED} evaluated with BatchNorm statistics that had not settled: "
+                     f"{'; '.join(unsettled)}. Their test error says little about the method; "
+                     f"train for more steps (the run's warning says how many).")
     return pd.DataFrame(rows), notes
 
 
@@ -84,7 +109,7 @@ def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
 
 def paired_verdict(e) -> str:
     if e.n < aggregate.MIN_N_INTERVAL:
-        return f"no test: {e.n} pairs (needs {aggregate.MIN_N_INTERVAL})" if e.n else "–"
+        return f"no test: {plural(e.n, 'pair')} (needs {aggregate.MIN_N_INTERVAL})" if e.n else "–"
     if e.p_holm < 0.05:
         return "lower error than the baseline" if e.mean < 0 else "higher error than the baseline"
     return "no detectable difference"
@@ -112,6 +137,8 @@ def footer(runs: pd.DataFrame) -> pd.DataFrame:
         "code provenance": [f"{n} {k}" for k, n in done["code_state"].value_counts().sort_index().items()]
         if "code_state" in done else ["unrecorded"],
         "runs flagged timing unreliable": [f"{len(flagged)} of {len(done)}"],
+        "runs evaluated with unsettled BatchNorm statistics":
+            [f"{int(done['bn_unsettled'].sum()) if 'bn_unsettled' in done else 0} of {len(done)}"],
     }
     return pd.DataFrame([{"item": k, "value": ", ".join(map(str, v)) or "–"} for k, v in items.items()])
 
@@ -128,10 +155,7 @@ def header_text(runs: pd.DataFrame) -> str:
             f"device class and thread count); each setting has its own tables and figures. "
             f"Every MAC figure in this report is per image at batch {batch} (work done once "
             f"per batch, such as weight FFTs, is shared by the batch; {batch} is the training "
-            f"batch size of most runs). † marks a reconstruction of a method whose formulas "
-            f"are not public; {UNRELIABLE} marks timings from runs flagged 'timing unreliable' "
-            f"(machine load above its cores, or epoch times varying more than 2×); {EXCLUDED} "
-            f"marks a row whose flagged runs were left out of its timing columns.")
+            f"batch size of most runs). " + symbols_text())
 
 
 VERDICTS = (
@@ -171,38 +195,51 @@ def provenance_blocks(runs: pd.DataFrame, setting_no: dict) -> list:
 
 
 def write_report(source: str, out: str, results_dir=None, budget: str | None = None,
-                 baseline: str = "cnn", progress: bool = True) -> tuple[Path, Path]:
+                 baseline: str = "cnn", progress: bool = True,
+                 all_budgets: bool = False) -> tuple[Path, Path]:
     """Write report.md, report.html, figures/, runs.csv (one row per run) and
-    environment.json for a suite (a file, or an installed suite's name) or a results directory."""
+    environment.json for a suite (a file, or an installed suite's name) or a results directory.
+
+    A suite's report covers one budget, as `sweep` and `status` do: `budget`, else the
+    suite's default_budget; `all_budgets` covers every budget of the suite."""
     out_dir = Path(out)
     src = Path(source)
-    run_ids = None
+    expected: dict = {}        # run id -> spec of every run the suite asks for
     from harness.suite import installed_suites, load_suite
 
     if src.suffix == ".toml" or (not src.exists() and src.name in installed_suites()):
-        budgets = [budget] if budget else None
+        if all_budgets and budget:
+            raise UserError("--budget and --all-budgets exclude each other; pass one of them")
         suite = load_suite(str(src), budget)
-        if budgets is None:
-            budgets = list(suite.budgets) or [suite.budget]
-        specs = [s for b in budgets for s in load_suite(str(src), b).specs]
-        run_ids = {s.run_id for s in specs}
+        budgets = (list(suite.budgets) or [suite.budget]) if all_budgets else [suite.budget]
+        expected = {s.run_id: s for b in budgets
+                    for s in (suite.specs if b == suite.budget else load_suite(str(src), b).specs)}
         root = store.results_root(results_dir)
-        title = f"spectral-bench report: {suite.name}"
+        which = "every budget" if all_budgets else f"budget {suite.budget or '-'}"
+        title = f"spectral-bench report: {suite.name} ({which})"
     elif src.is_dir():
+        if budget or all_budgets:
+            raise UserError(f"--budget and --all-budgets select a suite's runs; {src} is a results "
+                            f"directory, whose report covers every run in it")
         root, title = src, f"spectral-bench report: {src}"
     elif not src.exists():
         raise UserError(f"{src} does not exist; pass a suite .toml file or a results directory")
     else:
         raise UserError(f"{src} is neither a suite .toml file nor a results directory")
     notes: list[str] = []      # unreadable records and histories: one warning line each
-    runs, history = aggregate.load_runs(root, run_ids, progress=progress, warn=notes.append)
-    if "method" not in runs:
+    runs, history = aggregate.load_runs(root, set(expected) if expected else None,
+                                        progress=progress, warn=notes.append)
+    if "method" not in runs or not runs["status"].isin(["complete", "diverged", "failed"]).any():
         raise UserError(f"no finished runs for {src} under {root}: "
-                        f"{len(runs)} runs are {', '.join(sorted(runs['status'].unique()))}"
+                        f"{plural(len(runs), 'run')} {'is' if len(runs) == 1 else 'are'} "
+                        f"{', '.join(sorted(runs['status'].unique()))}"
                         + (f" ({notes[0]}{f'; {len(notes) - 1} more' if len(notes) > 1 else ''})"
-                           if notes else ""))
+                           if notes else "")
+                        + (f"; run it first: python -m harness sweep {source}"
+                           + ("" if all_budgets else f" --budget {suite.budget}") if expected else ""))
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
+    runs = aggregate.describe_missing(runs, expected)
     summary = aggregate.summarize(runs)
     paired = aggregate.paired_vs(runs, baseline)
     entries, recipes = load()
@@ -210,7 +247,7 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
     cohorts = list(dict.fromkeys(summary["cohort"])) if not summary.empty else []
     setting_no = {c: i + 1 for i, c in enumerate(cohorts)}
     blocks = [("h1", title),
-              ("p", f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in
+              ("p", f"{plural(len(runs), 'run')}: " + ", ".join(f"{n} {s}" for s, n in
                                                        runs["status"].value_counts().sort_index().items())
                + ". " + header_text(runs))]
     if cohorts:
@@ -285,9 +322,10 @@ def write_report(source: str, out: str, results_dir=None, budget: str | None = N
         bad = runs[runs["history_error"].notna() & (runs["status"] == "complete")]
         problems = pd.concat([problems, bad.assign(status=bad["status"] + " (no history)",
                                                    reason=bad["history_error"])])
-    blocks += [("h2", "Failed, diverged and unfinished runs"),
-               ("table", problems.reindex(columns=["method", "arch", "dataset", "budget", "seed",
-                                                   "status", "reason", "run_id"]).astype(object).fillna("–"))]
+    problems = problems.reindex(columns=["method", "arch", "dataset", "budget", "seed", "status",
+                                         "reason", "run_id"]).astype(object)
+    problems["seed"] = [v if pd.isna(v) else str(int(v)) for v in problems["seed"]]
+    blocks += [("h2", "Failed, diverged and unfinished runs"), ("table", problems.fillna("–"))]
     blocks += [("h2", "Environment"), ("table", footer(runs))]
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "report.md"
@@ -335,21 +373,20 @@ def cost_blocks(runs: pd.DataFrame, summary: pd.DataFrame, setting_no: dict, roo
                     "checkpoints and data loading, from the records), the total of the setting, "
                     "and one run projected to the papers' 800 epochs: the measured minutes per "
                     "epoch (training, validation and checkpoint) times 800, plus the fixed costs "
-                    "once (warm-up and graph capture of one session, data load, test evaluation). "
-                    "† marks rows with a run whose timing is flagged unreliable.")]
+                    "once (warm-up and graph capture of one session, data load, test evaluation).")]
     for c in [c for c in setting_no if c in set(cost["cohort"])]:
         part = cost[cost["cohort"] == c]
         blocks += [("h3", f"Setting {setting_no[c]}: {part['device'].iloc[0]}"),
                    ("table", pd.DataFrame([{
                        "method": r["method"], "arch": r["arch"], "variant": r["variant"] or "–",
                        "runs": int(r["runs"]), "min/run": fmt_fixed(r["min_per_run"], 1)
-                       + (" †" if r["unreliable"] else ""),
+                       + (f" {UNRELIABLE}" if r["unreliable"] else ""),
                        "min/epoch": fmt_fixed(r["min_per_epoch"], 2),
                        "h per run at 800 epochs": fmt_fixed(r["hours_at_paper_budget"], 1)}
                        for _, r in part.iterrows()])),
-                   ("p", f"Setting {setting_no[c]} in all: {part['min_total'].sum():.0f} minutes "
-                         f"for {int(part['runs'].sum())} runs; at 800 epochs "
-                         f"{(part['hours_at_paper_budget'] * part['runs']).sum():.0f} hours.")]
+                   ("p", f"Setting {setting_no[c]} in all: {part['min_total'].sum():.0f} min "
+                         f"for {plural(int(part['runs'].sum()), 'run')}; at 800 epochs "
+                         f"{(part['hours_at_paper_budget'] * part['runs']).sum():.0f} h.")]
     steps = store.measurement_csv(root, measured.STEP_CSV)   # projected from the step benchmark
     if (df := measured.read_measurement(steps)) is not None:
         proj = reproduction.step_projection(df, 45000, 5000, 800)
@@ -370,6 +407,7 @@ RUN_COLUMNS = ("run_id", "method", "arch", "variant", "dataset", "budget", "seed
                "macs_batch", "macs_fwd", "macs_bwd", "ops_convention", "train_s", "train_s_per_epoch",
                "throughput_img_s", "wall_s", "warmup_s", "data_load_s", "test_eval_s", "peak_mb",
                "device", "threads", "precision", "step_mode", "unreliable", "unreliable_reasons",
+               "bn_unsettled",
                "git_sha", "git_dirty", "code_state", "code_changed", "torch")
 
 

@@ -36,6 +36,7 @@ import math
 import pandas as pd
 
 from harness.ops.convention import CONVENTION_ID, PAPER_READINGS, PAPER_RULE, paper_figure
+from harness.text import plural
 from reports import aggregate, inference, published
 from reports.formats import fmt_num, fmt_stat, row_stats
 from reports.published import load_ablations  # noqa: F401  (the report's entry point)
@@ -54,7 +55,7 @@ def pp(x: float, sign: bool = False) -> str:
 def statistics_reason(eq: inference.Equivalence) -> str:
     m = f"[{pp(-eq.margin, True)}, {pp(eq.margin, True)}] pp"   # the equivalence region
     if eq.n < inference.MIN_N:
-        return f"n = {eq.n} seeds: no interval (needs {inference.MIN_N})"
+        return f"{plural(eq.n, 'seed')}: no interval (needs {inference.MIN_N})"
     interval = f"[{pp(eq.low, True)}, {pp(eq.high, True)}] pp"
     if eq.word == inference.REPRODUCED:
         return f"the 90% interval of ours − paper, {interval}, lies inside {m}"
@@ -135,9 +136,9 @@ def provenance_flag(g: pd.DataFrame) -> str:
     parts = []
     if not stale.empty:
         files = sorted({f for c in stale["code_changed"] for f in str(c).split(", ") if f})
-        parts.append(f"stale: {len(stale)} run(s) made by code that has changed since ({', '.join(files)})")
+        parts.append(f"stale: {plural(len(stale), 'run')} made by code that has changed since ({', '.join(files)})")
     if not unknown.empty:
-        parts.append(f"provenance unknown for {len(unknown)} run(s)")
+        parts.append(f"provenance unknown for {plural(len(unknown), 'run')}")
     return "; ".join(parts)
 
 
@@ -232,7 +233,7 @@ def ablation_effects(runs: pd.DataFrame, ablations: list[dict]) -> pd.DataFrame:
 
 def ablation_verdict(e: inference.Effect, paper: float) -> str:
     if e.n < inference.MIN_N:
-        return f"no verdict: {e.n} paired seeds (needs {inference.MIN_N})"
+        return f"no verdict: {plural(e.n, 'paired seed')} (needs {inference.MIN_N})"
     if e.p_holm < inference.ALPHA:
         verdict = "removing it hurts" if e.mean > 0 else "removing it helps"
     else:

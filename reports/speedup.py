@@ -28,7 +28,7 @@ from pathlib import Path
 from harness import store
 from harness.errors import UserError
 
-# Paper Table 1(b), as quoted by oracleofnj's report (reference note A.6): (3x3, 5x5)
+# Paper Table 1(b), as quoted by oracleofnj's report: (3x3, 5x5)
 PAPER = {"rippel-deep": (2.2, 4.8), "rippel-generic": (2.2, 5.1), "rippel-sp": (2.4, 4.8)}
 FIELDS = ["arch", "kernel", "seed", "epochs_run_spatial", "epochs_run_spectral",
           "best_val_error_spatial", "epoch_best_spatial", "epoch_reached_spectral",

@@ -25,11 +25,11 @@
 # There is no accounting (no slurmdbd): `sacct` fails with "accounting storage is disabled",
 # as on many small clusters. `env --sacct-standin` puts a small `sacct` that answers
 # submitit's query from `squeue --states=all` first on PATH (see
-# ../shared/reference/slurm-single-node.md). The harness itself does not need it: its
+# docs/sweeps.md, "A SLURM on your own machine"). The harness itself does not need it: its
 # `status` falls back to squeue and the result files.
 #
 # Daemons run in the foreground under setsid; their PIDs go to DIR/pids/*.pid and `stop`
-# signals exactly those PIDs (never by name). Configuration follows the reference note:
+# signals exactly those PIDs (never by name). Configuration:
 # cred_expire=5 and sched_interval=1 so a requeued job restarts within seconds,
 # batch_sched_delay=0, MinJobAge=3600 so finished jobs stay visible to squeue, KillWait=5.
 set -euo pipefail

@@ -3,7 +3,7 @@ and options (the shared spectral primitives it is built from: tests/test_fourier
 
 Every expected value is an independent computation: F.conv2d on a circularly padded input,
 numpy FFTs, explicit real two-branch arithmetic, float64 gradcheck, parameter counts by hand
-from the reference note (§1.9). Shapes are small so the file runs in seconds.
+of the layer math (docs/methods.md). Shapes are small so the file runs in seconds.
 """
 
 from __future__ import annotations

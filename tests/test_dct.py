@@ -1,4 +1,4 @@
-"""DCT channel selection (methods/dct.py): the identities of reference note part B.7.
+"""DCT channel selection (methods/dct.py): identities of the blockwise DCT.
 
 References are independent: scipy's DCT, F.interpolate, explicit block means, the JFIF
 values of known colours, a hand-built model that zeroes channels. float64 where exact.

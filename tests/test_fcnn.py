@@ -1,5 +1,5 @@
-"""FCNN reconstruction (methods/fcnn.py): the identities of the reference note
-methods-cemnet-fcnn-2srelu.md §2.8, checked against independent computations."""
+"""FCNN reconstruction (methods/fcnn.py): identities of the reconstruction
+(docs/methods.md, "FCNN"), checked against independent computations."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Spectral pooling (crop, fold, pad, rfft fast path) and frequency dropout
 (methods/fourier_pooling.py).
 
-The identities of the reference note, part A.7 (methods-spectral-dct-laplace.md). Every
+The identities of spectral pooling (docs/methods.md). Every
 reference is an independent computation: numpy DFTs with explicit index lists, explicit
 trigonometric sums, Jacobian matrices, gradcheck. float64 throughout (tolerance 1e-12).
 """

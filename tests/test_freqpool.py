@@ -1,4 +1,4 @@
-"""Frequency-domain average pooling (methods/freqpool.py): reference note part C.3.
+"""Frequency-domain average pooling (methods/freqpool.py): docs/methods.md (frequency-domain average pooling).
 
 Every reference is an independent computation: numpy DFTs of explicit boxes, nn.AvgPool2d on
 circularly padded maps, subsampling followed by a DFT, scipy's DCT. float64, tolerance 1e-12.

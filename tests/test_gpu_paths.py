@@ -525,13 +525,14 @@ def test_step_benchmark_graph_row_fails_loudly_when_capture_fails(monkeypatch):
 
 
 def test_gpu_claims_are_not_stated_as_measured():
-    """No GPU has run this code yet (issue 23 will): the README, the CLI help and the graph
+    """No GPU has run this code yet (issue 23 will): the README and docs/, the CLI help and the graph
     module state no GPU speed or duration as a fact, and the CPU probe claims no capture."""
     from pathlib import Path
 
     import harness.graph
     repo = Path(__file__).resolve().parent.parent
     texts = {"README.md": (repo / "README.md").read_text(),
+             **{f"docs/{p.name}": p.read_text() for p in (repo / "docs").glob("*.md")},
              "harness/graph.py": harness.graph.__doc__,
              "harness/__main__.py": (repo / "harness" / "__main__.py").read_text()}
     unmeasured = ("mostly kernel-launch overhead", "about a minute on a GPU",

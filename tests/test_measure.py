@@ -5,6 +5,9 @@ listed in the report with its error; the approximation-error reconstructions are
 where they must be."""
 
 import csv
+import os
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -119,7 +122,7 @@ def test_failed_cases_are_listed_in_the_report(tmp_path):
     table = next(b[1] for b in blocks if b[0] == "table")
     assert list(table["method"]) == ["cnn", "cemnet"]
     assert list(table["error"]) == ["", "UserError: graph=on: capture failed: RuntimeError: x"]
-    assert "1 case(s) failed" in next(b[1] for b in blocks if b[0] == "p")
+    assert "1 case failed: its error is in the table" in next(b[1] for b in blocks if b[0] == "p")
     assert any(b[0] == "img" for b in blocks)
 
 
@@ -134,3 +137,17 @@ def test_failed_layer_cases_are_listed_in_the_report(tmp_path):
     blocks = measured.blocks(tmp_path, tmp_path / "fig")
     tables = [b[1] for b in blocks if b[0] == "table"]
     assert len(tables) == 1 and list(tables[0]["error"]) == ["TypeError: gone"]
+
+
+def test_cpu_memory_probe_prints_nothing_on_stderr():
+    """torch.profiler's backend (Kineto) printed two 'USDT: ... profiler_start/stop' lines
+    per measurement; measure.common silences them (a fresh process: Kineto reads its log
+    level once)."""
+    code = ("import torch; from measure.common import peak_bytes; "
+            "print(peak_bytes(lambda: torch.ones(1000, 1000) * 2, torch.device('cpu')))")
+    env = {k: v for k, v in os.environ.items() if k != "KINETO_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 4 * 1000 * 1000       # the product's 4 MB were seen
+    assert "USDT" not in out.stderr and "profiler_start" not in out.stderr, out.stderr

@@ -188,3 +188,32 @@ def test_empty_and_partial_trees_give_clear_messages(tmp_path, tree):
                          capture_output=True, text=True)
     assert "Traceback" not in out.stderr
     assert out.returncode == 2 and "no finished runs" in out.stderr
+
+
+def test_report_covers_the_default_budget_and_names_missing_runs(tmp_path, tree):
+    """Like sweep and status, report takes the suite's default budget; missing runs are
+    named by their spec (before: every budget was counted, missing rows showed '–')."""
+    root, _, results = tree
+    suite = tmp_path / "two-budgets.toml"
+    suite.write_text(SUITE.replace("[budgets.smoke]", "[budgets.long]\nepochs = 2\nsubset = 300\n"
+                                   "val_size = 100\n\n[budgets.smoke]")
+                     .replace('seeds = [0, 1]\n', 'seeds = [0, 1]\ndefault_budget = "smoke"\n', 1))
+    md, _ = render.write_report(str(suite), str(tmp_path / "out"), results_dir=results, progress=False)
+    text = md.read_text()
+    head = text.split("\n\n")[1]
+    assert head.startswith("6 runs: 4 complete, 1 diverged, 1 failed."), head
+    assert "(budget smoke)" in text.splitlines()[0]
+    md, _ = render.write_report(str(suite), str(tmp_path / "all"), results_dir=results,
+                                progress=False, all_budgets=True)
+    text = md.read_text()
+    assert text.split("\n\n")[1].startswith("12 runs: 4 complete, 1 diverged, 1 failed, 6 missing")
+    problems = text.split("## Failed, diverged and unfinished runs")[1].split("##")[0]
+    missing = [line for line in problems.splitlines() if "| missing " in line]
+    assert len(missing) == 6
+    for line in missing:       # method, arch, dataset, budget and seed from the suite's spec
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] in ("cnn", "test-broken", "test-nan") and cells[3] == "long", cells
+        assert cells[1] in ("lenet5", "tiny") and cells[2] == "synthetic" and cells[4] in ("0", "1")
+    with pytest.raises(UserError, match="exclude each other"):
+        render.write_report(str(suite), str(tmp_path / "x"), results_dir=results, budget="long",
+                            all_budgets=True, progress=False)

@@ -560,6 +560,17 @@ def test_local_failure_is_recorded_and_the_suite_goes_on(local_run, capsys):
     assert "2 done" in text and "1 failed" in text and f"log: {failed.log}" in text
 
 
+def test_local_sweep_shows_epochs_and_leaves_no_empty_folder(local_run):
+    """Each finished epoch is a line with the sweep's progress (before: only start and done
+    per run), and no empty folder is left behind (submitit's literal '%j')."""
+    out = local_run["out"].stdout
+    epochs = [ln for ln in out.splitlines() if ": epoch 1/1" in ln]
+    assert len(epochs) == 2, out             # the two runs that trained; the failed one did not
+    assert all("; sweep " in ln and "/3 epochs" in ln for ln in epochs), epochs
+    empty = [d for d in local_run["results"].rglob("*") if d.is_dir() and not any(d.iterdir())]
+    assert not empty, empty
+
+
 def test_local_concurrency_limit_is_respected(local_run):
     rep = schedule.suite_status(str(local_run["suite"]), results_dir=local_run["results"])
     intervals = attempt_intervals(r.run_dir for r in rep["rows"])

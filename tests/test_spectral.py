@@ -1,5 +1,5 @@
 """Rippel et al. methods (methods/spectral.py): spectral pooling net, frequency-dropout layer,
-spectral parameterization and its spatial twin (reference note A.3-A.5, A.7 items 11-12)."""
+spectral parameterization and its spatial twin (docs/methods.md)."""
 
 from __future__ import annotations
 

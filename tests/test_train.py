@@ -64,7 +64,7 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 
 def test_lr_schedule_matches_keras_warmup_cosine():
-    # the reference note's formula: lr(s) = lr*s/W for s <= W, then
+    # the warm-up's formula: lr(s) = lr*s/W for s <= W, then
     # lr*[(1-a)*0.5*(1+cos(pi*min(s-W, D)/D)) + a] with D = total - W
     W, total, a = 10, 110, 1e-3
     for s in (0, 5, 10, 60, 110, 200):

@@ -1,4 +1,4 @@
-"""2SReLU reconstruction (methods/twosrelu.py): reference note §3.4 identities.
+"""2SReLU reconstruction (methods/twosrelu.py): identities of the second-harmonic term.
 
 The tones, Hermitian checks and the spectrum of x^2 are computed independently with numpy;
 float64 throughout.

@@ -1,4 +1,4 @@
-"""The embedded `synthetic` datasets: 10 procedurally drawn shape classes (README, "Data").
+"""The embedded `synthetic` datasets: 10 procedurally drawn shape classes (docs/install.md, "Data").
 
 Generated with seed 0, identical on every machine, no files needed. 1x28x28 (`synthetic`)
 and 3x32x32 with random colours (`synthetic-cifar`).

@@ -2,7 +2,7 @@
 
 fvcore and `torch.utils.flop_counter` count every FFT as 0, count a complex MAC as one
 real MAC and ignore element-wise products. This package counts with our own rules in
-both tools, under one convention (`CONVENTION`, id `sb-macs-v2`; the README quotes it),
+both tools, under one convention (`CONVENTION`, id `sb-macs-v2`; docs/ops.md quotes it),
 split along fvcore's own lines:
 
     convention.py  the convention: text, id, categories, FFT/einsum costs, shared

@@ -28,7 +28,7 @@ import re
 import shutil
 from typing import Any, Callable
 
-from harness import store
+from harness import livelog, store
 from harness.errors import UserError
 from harness.schedule.job import (RUNNING_ELSEWHERE, RunJob, append_attempt, failure_reason,
                                   read_attempts)
@@ -56,7 +56,7 @@ __all__ = ["sweep", "suite_status", "format_status", "StatusRow", "RunJob", "RUN
 def sweep(suite_path: str, *, budget: str | None = None, executor: str = "slurm", results_dir=None,
           data_dir=None, device: str = "auto", slurm: dict | None = None, max_parallel: int | None = None,
           devices: list[str] | None = None, dry_run: bool = False, rerun_stale: bool = False,
-          out: Callable[[str], None] = print) -> dict:
+          out: Callable[[str], None] = print, log: str | None = None) -> dict:
     """Plan a suite and submit (slurm) or run (local) what is not finished or queued (and,
     with `rerun_stale`, the finished runs whose code has changed since)."""
     if executor not in ("slurm", "local"):
@@ -66,6 +66,7 @@ def sweep(suite_path: str, *, budget: str | None = None, executor: str = "slurm"
         raise UserError(f"--device: unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     if executor == "local":
         devices, max_parallel = local_slots(devices, max_parallel)
+    livelog.check(log)
     suite = load_suite(suite_path, budget)          # the file is read once, [slurm] included
     if not isinstance(suite.slurm, dict):
         raise UserError(f"{suite_path}: slurm must be a table ([slurm]), got {type(suite.slurm).__name__}")
@@ -116,13 +117,13 @@ def sweep(suite_path: str, *, budget: str | None = None, executor: str = "slurm"
         return summary
     if executor == "slurm":
         summary["submission"] = submit_slurm(suite, todo, root, opts, data_dir, device, out,
-                                             rerun_stale=rerun_stale)
+                                             rerun_stale=rerun_stale, log=log)
         out(f"follow with: python -m harness status {suite_path}"
             + (f" --budget {suite.budget}" if budget else "")
             + (f" --results-dir {results_dir}" if results_dir else ""))
     else:
         res = run_local(suite, [r.spec for r in todo], root, max_parallel=max_parallel, devices=devices,
-                        data_dir=data_dir, out=out, rerun_stale=rerun_stale)
+                        data_dir=data_dir, out=out, rerun_stale=rerun_stale, live_log=log)
         summary["local"] = res
         out(f"local: {len(res['done'])} done, {len(res['diverged'])} diverged, {len(res['failed'])} failed"
             + (f", {len(res['elsewhere'])} {RUNNING_ELSEWHERE} (skipped)" if res["elsewhere"] else ""))

@@ -18,7 +18,8 @@ ends: no training process outlives it.
 Each task start and end is a line in the run's `attempts.jsonl` (job id, host, restart
 count, time, outcome; a start also names its process: pid, the process's start time and
 the machine's boot id, so that `status` can tell that very process from a later one that
-reuses the pid: `same_process_alive`). `failure_reason` finds the one line that says why
+reuses the pid: `same_process_alive`), and so is each finished epoch (epoch, epochs,
+validation accuracy, time: a local sweep's progress and ETA, and `status`). `failure_reason` finds the one line that says why
 a job failed: the record's reason, else the job's own account in its attempts, else the
 last exception line of its text log (never unpickling anything). Attempts and logs are
 read only as regular files, and only their last bytes (harness.files).
@@ -45,6 +46,7 @@ from harness import files, store
 from harness.errors import UserError
 from harness.spec import RunSpec
 from harness.store import RunDir, RunLocked, RunRecord
+from harness.text import plural
 
 RUNNING_ELSEWHERE = "running elsewhere"   # a job's status when another process trains its run
 
@@ -163,7 +165,8 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __init__(self, results_dir: str, data_dir: str | None = None, device: str = "auto",
                  grace_s: float = 90.0, threads: int | None = None,
-                 parent: tuple[int, str] | None = None, rerun_stale: bool = False):
+                 parent: tuple[int, str] | None = None, rerun_stale: bool = False,
+                 log: str | None = None):
         self.results_dir = str(results_dir)
         self.data_dir = None if data_dir is None else str(data_dir)
         self.device = device
@@ -171,6 +174,7 @@ class RunJob(submitit.helpers.Checkpointable):
         self.threads = threads      # for specs with threads auto; None: the task's own cores
         self.parent = parent        # a local sweep's (pid, process_start): ends with it
         self.rerun_stale = rerun_stale
+        self.log = log              # live logging (harness.livelog), e.g. "tensorboard"
 
     # runtime state (thread, stop flag) never goes into a pickle
     def __getstate__(self):
@@ -186,10 +190,15 @@ class RunJob(submitit.helpers.Checkpointable):
         def on_start():   # the run is locked and will train: this is an attempt
             n = sum(a.get("event") == "start" for a in read_attempts(directory)) + 1
             print(f"harness: run {s.run_id} ({s.method}/{s.arch} on {s.dataset}, seed {s.seed}, "
-                  f"{s.epochs} epochs), attempt {n}, results in {directory}", file=sys.stderr, flush=True)
+                  f"{plural(s.epochs, 'epoch')}), attempt {n}, results in {directory}", file=sys.stderr, flush=True)
             append_attempt(directory, {"event": "start", "t": time.time(), "host": socket.gethostname(),
                                        **this_process(), **ids})
             box["started"] = True
+
+        def on_epoch(row: dict):   # progress for the sweep's ETA and for `status`
+            append_attempt(directory, {"event": "epoch", "t": time.time(), "epoch": row.get("epoch"),
+                                       "epochs": row.get("epochs"), "val_acc": row.get("val_acc"),
+                                       **ids})
 
         def work():
             from harness.runner import execute
@@ -198,7 +207,7 @@ class RunJob(submitit.helpers.Checkpointable):
                 box["record"] = execute(s, data_dir=self.data_dir, results_dir=self.results_dir,
                                         device=self.device, progress=True, should_stop=stop.is_set,
                                         on_start=on_start, threads=getattr(self, "threads", None),
-                                        force=force)
+                                        force=force, on_epoch=on_epoch, log=getattr(self, "log", None))
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 box["error"], box["traceback"] = exc, traceback.format_exc()
 
@@ -291,7 +300,7 @@ class RunJob(submitit.helpers.Checkpointable):
         self._rt_requeued = True
         fresh = RunJob(self.results_dir, self.data_dir, self.device, self.grace_s,
                        getattr(self, "threads", None), getattr(self, "parent", None),
-                       getattr(self, "rerun_stale", False))
+                       getattr(self, "rerun_stale", False), getattr(self, "log", None))
         return submitit.helpers.DelayedSubmission(fresh, spec)
 
 
@@ -302,6 +311,21 @@ def is_stale(run_directory: Path) -> bool:
     rec = RunDir(run_directory).record()
     return bool(rec is not None and rec.is_finished
                 and fingerprint.check(rec.environment.get("code")).state != fingerprint.CURRENT)
+
+
+def current_attempt(attempts: list[dict]) -> tuple[dict | None, dict | None]:
+    """(the start line of the attempt still open, i.e. not followed by an end line, and
+    its latest epoch line), each None when there is none."""
+    start, epoch = None, None
+    for a in attempts:
+        event = a.get("event")
+        if event == "start":
+            start, epoch = a, None
+        elif event == "end":
+            start, epoch = None, None
+        elif event == "epoch" and start is not None:
+            epoch = a
+    return start, epoch
 
 
 def failure_reason(run_directory: Path, exc: BaseException | None = None) -> str:

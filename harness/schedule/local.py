@@ -21,6 +21,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import sys
 import threading
 import time
@@ -34,11 +35,14 @@ from harness.contention import available_cores, default_threads
 from harness.device import physical_gpu, resolve_device
 from harness.env import REPO
 from harness.errors import UserError
-from harness.schedule.job import RUNNING_ELSEWHERE, RunJob, failure_reason, process_start
+from harness.schedule.job import (RUNNING_ELSEWHERE, RunJob, failure_reason, process_start,
+                                  this_process)
 from harness.schedule.manifest import (MANIFEST, job_folder, read_manifest, record_submission,
                                       suite_dir, update_task)
 from harness.schedule.plan import _unique, describe_spec, varying_keys
+from harness.schedule.progress import Progress
 from harness.store import locked
+from harness.text import plural
 
 
 def default_devices() -> list[str]:
@@ -75,7 +79,8 @@ def slot_executor(folder: Path, gpu: str | None, timeout_min: int):
 
 def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None,
               devices: list[str] | None = None, data_dir=None, poll_s: float = 0.2,
-              timeout_min: int = 7 * 24 * 60, out=print, rerun_stale: bool = False) -> dict:
+              timeout_min: int = 7 * 24 * 60, out=print, rerun_stale: bool = False,
+              live_log: str | None = None) -> dict:
     """Run `specs` in subprocesses, never more than `max_parallel` at once.
 
     Each slot is bound to one device (`devices[slot % len(devices)]`, CUDA_VISIBLE_DEVICES
@@ -88,13 +93,13 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
     threads = default_threads(max_parallel)
     gpus = [d for d in devices if d.startswith("cuda")]
     if gpus and max_parallel > len(devices):
-        out(f"warning: {max_parallel} runs at once on {len(devices)} device(s): runs overlap on a "
+        out(f"warning: {max_parallel} runs at once on {plural(len(devices), 'device')}: runs overlap on a "
             f"GPU, so their timings are not comparable")
     elif max_parallel > available_cores():
         out(f"warning: {max_parallel} runs at once on {available_cores()} cores: runs compete for "
             f"cores, so their timings are not comparable (each record says so)")
     else:
-        out(f"{max_parallel} run(s) at once, {threads} CPU thread(s) each (threads auto)")
+        out(f"{plural(max_parallel, 'run')} at once, {plural(threads, 'CPU thread')} each (threads auto)")
     sdir = suite_dir(root, suite)
     folder = job_folder(sdir) / "%j"
     executors: dict[str | None, Any] = {}     # one per GPU a job may see (None: no GPU)
@@ -106,9 +111,15 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
     running: dict[int, tuple[Any, Any]] = {}   # slot -> (job, spec)
     result: dict[str, list] = {"done": [], "diverged": [], "failed": [], "elsewhere": []}
     started = 0
+    # the runs waiting for a slot, and this sweep's process: `status` calls them queued
+    # while this process lives, "not submitted" once it has ended
     record_submission(sdir, suite, "local", [], {"max_parallel": max_parallel, "devices": devices,
-                                               "threads_per_run": threads}, [],
-                      folder)
+                                               "threads_per_run": threads,
+                                               "queued": [s.run_id for s in pending],
+                                               "sweep_process": {**this_process(),
+                                                                 "host": socket.gethostname()}},
+                      [], folder)
+    progress = Progress(root, pending, out, describe=lambda spec: describe_spec(spec, keys))
     previous = sigterm_interrupts()
     try:
         while pending or running:
@@ -122,7 +133,7 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
                 job = executors[gpu].submit(RunJob(str(Path(root).resolve()),
                                              None if data_dir is None else str(Path(data_dir).resolve()),
                                              job_device, threads=threads, parent=parent,
-                                             rerun_stale=rerun_stale),
+                                             rerun_stale=rerun_stale, log=live_log),
                                       spec.to_dict())
                 running[slot] = (job, spec)
                 started += 1
@@ -140,9 +151,11 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
                 out(f"[{started}/{total}] start {spec.run_id} {describe_spec(spec, keys)} seed {spec.seed} "
                     f"on {on} (job {job.job_id})")
             time.sleep(poll_s)
+            progress.poll([spec for _, spec in running.values()])
             for slot, (job, spec) in list(running.items()):
                 if not job.done():
                     continue
+                progress.finished(spec)        # its last epochs, then nothing left of it
                 del running[slot]
                 free_slots.append(slot)
                 free_slots.sort()
@@ -187,8 +200,8 @@ def run_local(suite, specs: list, root: Path, *, max_parallel: int | None = None
         for _, spec in running.values():
             with contextlib.suppress(Exception):
                 update_task(sdir, spec.run_id, outcome="interrupted")
-        out(f"interrupted: {len(running)} run(s) stopped; the next sweep resumes them from their "
-            f"checkpoints")
+        out(f"interrupted: {plural(len(running), 'run')} stopped; the next sweep resumes "
+            f"{'it from its checkpoint' if len(running) == 1 else 'them from their checkpoints'}")
         raise
     finally:
         if previous is not None:

@@ -83,7 +83,8 @@ def slurm_executor(folder: Path, opts: SlurmOptions, name: str) -> submitit.Auto
 
 
 def submit_slurm(suite, rows: list[PlanRow], root: Path, opts: SlurmOptions, data_dir=None,
-                 device: str = "auto", out=print, rerun_stale: bool = False) -> dict:
+                 device: str = "auto", out=print, rerun_stale: bool = False,
+                 log: str | None = None) -> dict:
     """Submit `rows` as one array (chunked over MaxArraySize); write the manifest. With
     `rerun_stale`, a task reruns (forced) a finished run whose code has changed since."""
     check_slurm_client()
@@ -94,7 +95,7 @@ def submit_slurm(suite, rows: list[PlanRow], root: Path, opts: SlurmOptions, dat
     sdir = suite_dir(root, suite)
     folder = job_folder(sdir) / "%j"
     job = RunJob(str(Path(root).resolve()), None if data_dir is None else str(Path(data_dir).resolve()),
-                 device, opts.grace_s, rerun_stale=rerun_stale)
+                 device, opts.grace_s, rerun_stale=rerun_stale, log=log)
     ex = slurm_executor(folder, opts, f"harness-{store.slug(suite.name)}")
     tasks, arrays = [], []
     keys = varying_keys(suite.specs)

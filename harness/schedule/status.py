@@ -2,7 +2,10 @@
 
     manifest (which job ran which run)  +  SLURM's job states (harness.schedule.queue)
         +  the run records and attempts (harness.store)  ->  one row per run:
-    done | diverged | running | pending | failed | cancelled | unknown | not submitted
+    done | diverged | running | pending | queued | failed | cancelled | unknown | not submitted
+
+`queued` is a run waiting for a slot in a local sweep that is still running; `pending` one
+that SLURM holds.
 
 A record that claims completion without metrics says so; a record that cannot be read
 is shown in its row (the other runs still get theirs); a job's error comes from its
@@ -23,13 +26,14 @@ from pathlib import Path
 
 from harness import files, store
 from harness.errors import UserError
-from harness.schedule.job import (RUNNING_ELSEWHERE, _log_error, _log_tail, failure_reason, read_attempts,
-                                  same_process_alive)
+from harness.schedule.job import (RUNNING_ELSEWHERE, _log_error, _log_tail, current_attempt,
+                                  failure_reason, read_attempts, same_process_alive)
 from harness.schedule.manifest import MANIFEST, job_folder_path, read_manifest, suite_dir
 from harness.schedule.plan import _unique, describe_spec, varying_keys
 from harness.schedule.queue import ACTIVE_PENDING, ACTIVE_RUNNING, CMD_TIMEOUT_S, FAILED_STATES, job_states
 from harness.store import RunDir
 from harness.suite import load_suite
+from harness.text import plural
 
 
 @dataclass
@@ -37,7 +41,7 @@ class StatusRow:
     run_id: str
     spec: str
     seed: int
-    state: str          # done | diverged | running | pending | failed | cancelled | not submitted | unknown
+    state: str          # done | diverged | running | pending | queued | failed | cancelled | not submitted | unknown
     job_id: str | None = None
     slurm_state: str | None = None
     detail: str = ""
@@ -48,7 +52,8 @@ class StatusRow:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-STATE_ORDER = ("done", "diverged", "running", "pending", "failed", "cancelled", "unknown", "not submitted")
+STATE_ORDER = ("done", "diverged", "running", "pending", "queued", "failed", "cancelled", "unknown",
+               "not submitted")
 
 
 def _number(value) -> bool:
@@ -79,6 +84,21 @@ def suite_log(sdir: Path, log: str | None) -> str | None:
         root = os.path.realpath(root)
         if parent == root or parent.startswith(root + os.sep):
             return os.path.join(parent, os.path.basename(log))
+    return None
+
+
+def waiting_in_local_sweep(manifest: dict, run_id: str) -> int | None:
+    """The pid of the local sweep that holds `run_id` in its queue and still runs, else None.
+    A local sweep starts its runs a few at a time; the others wait in its queue
+    (`queued` in its submission), and are "not submitted" again once that sweep has ended."""
+    for sub in reversed(manifest["submissions"]):
+        params = sub.get("parameters") if isinstance(sub, dict) else None
+        if not isinstance(params, dict) or sub.get("executor") != "local":
+            continue
+        queued, proc = params.get("queued"), params.get("sweep_process")
+        if isinstance(queued, list) and run_id in queued and isinstance(proc, dict) \
+                and same_process_alive(proc):
+            return proc.get("pid")
     return None
 
 
@@ -128,11 +148,17 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
             else:
                 row.detail = str(rec.reason)
         elif task is None:
-            row.state = "not submitted"
+            sweep = waiting_in_local_sweep(manifest, s.run_id)
+            if sweep:
+                row.state, row.detail = "queued", f"waiting for a slot in the local sweep (pid {sweep})"
+            else:
+                row.state = "not submitted"
         elif task.get("executor") == "local":
-            last = attempts[-1] if attempts else None
-            if last and last.get("event") == "start" and same_process_alive(last):
+            start, epoch = current_attempt(attempts)
+            if start and same_process_alive(start):
                 row.state = "running"
+                if epoch and epoch.get("epoch") is not None:
+                    row.detail = f"epoch {epoch['epoch']}/{epoch.get('epochs', '?')} done"
             elif task.get("outcome") == "failed" or rec is not None:
                 row.state, row.detail = "failed", task.get("reason") or failure_reason(d) \
                     or _log_error(log)
@@ -146,6 +172,10 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
                 starts = [a for a in attempts if a.get("event") == "start"]
                 if len(starts) > 1:
                     row.detail = (row.detail + " " if row.detail else "") + f"attempt {len(starts)}"
+                epoch = current_attempt(attempts)[1]
+                if epoch and epoch.get("epoch") is not None:
+                    row.detail = (row.detail + ", " if row.detail else "") + \
+                        f"epoch {epoch['epoch']}/{epoch.get('epochs', '?')} done"
             elif st in ACTIVE_PENDING:
                 row.state = "pending"
                 row.detail = " ".join(x for x in (st.lower() if st != "PENDING" else "", info.get("reason", ""))
@@ -186,8 +216,7 @@ def suite_status(suite_path: str, *, budget: str | None = None, results_dir=None
 def format_status(report: dict) -> str:
     rows = report["rows"]
     counts = report["counts"]
-    lines = [f"suite {report['suite']} (budget {report['budget'] or '-'}): {len(rows)} "
-             f"run{'s' if len(rows) != 1 else ''}: "
+    lines = [f"suite {report['suite']} (budget {report['budget'] or '-'}): {plural(len(rows), 'run')}: "
              + ", ".join(f"{counts[k]} {k}" for k in STATE_ORDER if counts[k] or k in ("done", "failed"))]
     if report["source"]:
         lines.append(f"job states from {report['source']}"
