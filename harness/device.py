@@ -43,6 +43,7 @@ import time
 
 import torch
 
+from harness import allocator
 from harness.errors import UserError
 
 PRECISIONS = ("fp32", "tf32")
@@ -109,9 +110,12 @@ def precision_flags(policy: str | None = None) -> dict:
 
 def activate(device: torch.device, policy: str, cudnn_benchmark: bool = False) -> dict:
     """Make `device` current (events, streams and synchronize refer to it) and apply the
-    precision and cuDNN policies."""
+    precision and cuDNN policies; on the CPU also the allocator policy
+    (`harness.allocator`, the same for every method)."""
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    else:
+        allocator.tune()
     return apply_precision(policy, cudnn_benchmark)
 
 
