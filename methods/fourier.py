@@ -22,6 +22,7 @@ Contents
 - `to_planar` / `from_planar`: complex (B, C, H, W) <-> real "planar" (B, 2C, H, W) with
   the real parts in channels [0, C) and the imaginary parts in [C, 2C). Per-part layers
   (the "two-branch" BN, split activations, noise) are then ordinary fast real layers.
+- `fp32`: a real tensor that autocast made half or bfloat16, back in float32 (for FFTs).
 - `cached_constant`: DFT matrices, pooling operators and index maps, built once per
   (size, dtype, device), so that no training step builds a tensor on the host (a CUDA
   graph can capture every layer here; tests/test_capturable.py).
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 __all__ = ["pad_kernel", "support_mask", "kernel_spectrum", "spectral_matmul",
            "spectral_matmul_fm", "spectral_matmul_planar", "hermitian_fill",
            "wf_project", "spectral_maxpool", "to_planar", "from_planar", "cached_constant",
-           "dft_matrix"]
+           "dft_matrix", "fp32"]
 
 
 def pad_kernel(w: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -87,6 +88,14 @@ def cached_constant(key: tuple, build, dtype: torch.dtype, device) -> torch.Tens
             t = value.to(device=device, dtype=dtype).contiguous()
         _CONSTANTS[full] = t
     return t
+
+
+def fp32(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32 if it is float16 or bfloat16 (an output of an autocast op), else `x`.
+    For the inputs of FFTs and complex views under mixed precision (harness/device.py):
+    torch's FFTs take no bfloat16 and float16 only on CUDA for power-of-two sizes. CPU
+    autocast casts FFT inputs itself; CUDA autocast does not."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def _dft_matrix64(n: int, rows: int, cols: int, inverse: bool) -> np.ndarray:
