@@ -33,9 +33,10 @@ which inductor may run with its own CUDA graphs; capturing a compiled step in ou
 untested combination, so it is not done) and precision=fp16 (the GradScaler reads on
 the host whether the gradients overflowed, at every step). Under compile=on the first
 step of every batch size compiles (`will_compile`), and the training loop times it apart
-(`timing.compile_s`), as it times a capture apart. `StepRunner.mode` / `.reason` are what the run record stores as
-`timing.step_mode` / `timing.step_mode_reason`. Evaluation is not captured (it runs eager).
-What a CPU can find out about a step's capturability: `harness.hazards`.
+(`timing.compile_s`), as it times a capture apart. `StepRunner.mode` / `.reason` are what
+the run record stores as `timing.step_mode` / `timing.step_mode_reason`. Evaluation is
+not captured (it runs eager). What a CPU can find out about a step's capturability:
+`harness.hazards`.
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ class StepRunner:
     # -- the step
     def step(self, xb: torch.Tensor, yb: torch.Tensor):
         if not self.use_graph:
-            self._compiled_sizes.add(len(yb))
+            if self.compile:
+                self._compiled_sizes.add(len(yb))
             return steps.train_step(self.call, self.opt, self.sched, xb, yb, self.clip_norm,
                                     self.amp)
         if not self.model.training:

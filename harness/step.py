@@ -23,9 +23,8 @@ compile=on`): `compiled` is the model's forward and backward compiled by
 
 from __future__ import annotations
 
-import math
-
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
