@@ -81,7 +81,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="method option or training option (optimizer, momentum, weight_decay, "
                         "schedule, lr_min, warmup_epochs, clip_norm, val_size, precision, graph, "
-                        "cudnn_benchmark); repeatable")
+                        "cudnn_benchmark, compile); repeatable")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads; pinned counts are part of the run id (default: auto, the cores "

@@ -15,8 +15,18 @@ Precision policy (`--set precision=...`), applied before a model is built:
   which lets a CNN's convolutions run in TF32 while the spectral methods' complex GEMMs
   run in full float32: an unequal comparison.
 - `tf32`: TF32 on for both, the fast setting on Ampere and later GPUs.
+- `bf16`, `fp16`: mixed precision: the forward pass and the loss run under
+  `torch.autocast` with bfloat16 or float16 (PyTorch's op lists decide which ops run in
+  the low precision: convolutions, linear layers and real matmuls; complex ops are never
+  cast), TF32 off for what stays in float32. Every FFT runs in float32: torch's FFTs
+  take no bfloat16 on any device and float16 only on CUDA and only for power-of-two
+  sizes (cuFFT's restriction; 28 x 28 is not one); CPU autocast casts FFT inputs to
+  float32 itself, CUDA autocast does not, so the methods cast them
+  (`methods.fourier.fp32`). fp16
+  adds a gradient scaler (`harness.step.Amp`); bf16 has float32's range and needs none.
+  Parameters, optimizer state and gradients stay float32.
 Only the legacy `allow_tf32` flags are set: mixing them with the newer `fp32_precision`
-API makes PyTorch refuse to read the flags back. On the CPU both policies compute the
+API makes PyTorch refuse to read the flags back. On the CPU fp32 and tf32 compute the
 same (TF32 is a GPU feature); the policy is still recorded and part of the run id.
 
 cuDNN algorithm policy (`--set cudnn_benchmark=off|on`), applied with the precision policy
@@ -43,9 +53,11 @@ import time
 
 import torch
 
+from harness import allocator
 from harness.errors import UserError
 
-PRECISIONS = ("fp32", "tf32")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}   # the mixed-precision policies
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -101,7 +113,9 @@ def apply_precision(policy: str, cudnn_benchmark: bool = False) -> dict:
 
 def precision_flags(policy: str | None = None) -> dict:
     """The arithmetic flags in force now."""
-    return {"policy": policy, "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+    autocast = AUTOCAST.get(policy)
+    return {"policy": policy, "autocast": str(autocast).replace("torch.", "") if autocast else None,
+            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
             "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
@@ -109,9 +123,12 @@ def precision_flags(policy: str | None = None) -> dict:
 
 def activate(device: torch.device, policy: str, cudnn_benchmark: bool = False) -> dict:
     """Make `device` current (events, streams and synchronize refer to it) and apply the
-    precision and cuDNN policies."""
+    precision and cuDNN policies; on the CPU also the allocator policy
+    (`harness.allocator`, the same for every method)."""
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    else:
+        allocator.tune()
     return apply_precision(policy, cudnn_benchmark)
 
 

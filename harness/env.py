@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from harness import allocator
 from harness.device import physical_gpu
 from harness.errors import UserError
 
@@ -95,5 +96,6 @@ def environment(device: torch.device) -> dict:
         "packages": package_versions(),
         "git": git_state(),
         "slurm": {k: os.environ[k] for k in SLURM_VARS if k in os.environ},
+        "allocator": allocator.state(),      # the CPU malloc policy in force
         **device_info(device),
     }

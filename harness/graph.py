@@ -27,9 +27,16 @@ does not see what replays use there.
 
 Modes (`GRAPH_MODES`): "off" = eager; "on" = graph, or an error naming why capture is not
 possible; "auto" = graph on CUDA when the capture succeeds, else eager with a one-line
-reason. `StepRunner.mode` / `.reason` are what the run record stores as
-`timing.step_mode` / `timing.step_mode_reason`. Evaluation is not captured (it runs eager).
-What a CPU can find out about a step's capturability: `harness.hazards`.
+reason. Two settings never capture, named as the reason (and refused with graph=on when
+the spec is made, harness/spec.py): compile=on (the step is `harness.step.compiled`,
+which inductor may run with its own CUDA graphs; capturing a compiled step in ours is an
+untested combination, so it is not done) and precision=fp16 (the GradScaler reads on
+the host whether the gradients overflowed, at every step). Under compile=on the first
+step of every batch size compiles (`will_compile`), and the training loop times it apart
+(`timing.compile_s`), as it times a capture apart. `StepRunner.mode` / `.reason` are what
+the run record stores as `timing.step_mode` / `timing.step_mode_reason`. Evaluation is
+not captured (it runs eager). What a CPU can find out about a step's capturability:
+`harness.hazards`.
 """
 
 from __future__ import annotations
@@ -103,8 +110,12 @@ class StepRunner:
     """
 
     def __init__(self, model, opt, sched, clip_norm: float, device, mode: str = "auto",
-                 warmup: int = WARMUP_STEPS):
+                 warmup: int = WARMUP_STEPS, amp: steps.Amp | None = None,
+                 compile: bool = False):
         self.model, self.opt, self.sched, self.clip_norm = model, opt, sched, clip_norm
+        self.amp, self.compile = amp, compile
+        self.call = steps.compiled(model) if compile else model     # what a step calls
+        self._compiled_sizes: set[int] = set()
         self.device = torch.device(device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
@@ -118,6 +129,11 @@ class StepRunner:
         self.reason = ""
         if mode == "off":
             self.reason = "graph=off"
+        elif compile:
+            self.reason = "compile=on: the compiled step is not captured in a CUDA graph"
+        elif amp is not None and amp.scaler is not None:
+            self.reason = ("precision=fp16: the GradScaler reads on the host whether the "
+                           "gradients overflowed, at every step")
         elif self.device.type != "cuda":
             self.reason = f"CUDA graphs need a CUDA device; this run is on {self.device.type}"
         else:
@@ -148,10 +164,18 @@ class StepRunner:
         the training loop times apart from the steps)."""
         return self.use_graph and n not in self._graphs and self._seen[n] >= self.warmup
 
+    def will_compile(self, n: int) -> bool:
+        """Whether the next step of batch size `n` compiles (compile=on: the first step of
+        each batch size in this runner), which the training loop times apart."""
+        return self.compile and n not in self._compiled_sizes
+
     # -- the step
     def step(self, xb: torch.Tensor, yb: torch.Tensor):
         if not self.use_graph:
-            return steps.train_step(self.model, self.opt, self.sched, xb, yb, self.clip_norm)
+            if self.compile:
+                self._compiled_sizes.add(len(yb))
+            return steps.train_step(self.call, self.opt, self.sched, xb, yb, self.clip_norm,
+                                    self.amp)
         if not self.model.training:
             raise RuntimeError("StepRunner.step needs the model in training mode")
         n = len(yb)
@@ -164,7 +188,8 @@ class StepRunner:
                 return out
             rec = self._capture(xb, yb)
             if rec is None:                        # auto mode fell back to eager
-                return steps.train_step(self.model, self.opt, self.sched, xb, yb, self.clip_norm)
+                return steps.train_step(self.model, self.opt, self.sched, xb, yb, self.clip_norm,
+                                        self.amp)
         else:
             rec[1].copy_(xb)
             rec[2].copy_(yb)
@@ -177,9 +202,10 @@ class StepRunner:
         a captured graph writes the gradients where it found them at capture."""
         model, opt = self.model, self.opt
         opt.zero_grad(set_to_none=False)
-        out = model(xb)
-        loss = F.cross_entropy(out, yb)
-        aux = model.auxiliary_loss() if hasattr(model, "auxiliary_loss") else None
+        with self.amp.autocast() if self.amp is not None else contextlib.nullcontext():
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
+            aux = model.auxiliary_loss() if hasattr(model, "auxiliary_loss") else None
         (loss if aux is None else loss + aux).backward()
         if self.clip_norm:
             for p in model.parameters():      # per tensor, as train_step

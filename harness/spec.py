@@ -28,6 +28,7 @@ from harness.errors import UserError
 TRAIN_KEYS = (
     "optimizer", "momentum", "weight_decay", "schedule", "lr_min",
     "warmup_epochs", "clip_norm", "val_size", "precision", "graph", "cudnn_benchmark",
+    "compile",
 )
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -63,9 +64,10 @@ class RunSpec:
     warmup_epochs: float = 0.0   # linear warm-up from 0, as in the CEMNet code
     clip_norm: float = 0.0       # per-tensor gradient norm clip; 0 = off
     val_size: int = 5000
-    precision: str = "fp32"      # fp32 (strict, TF32 off) or tf32: see harness/device.py
+    precision: str = "fp32"      # fp32 (strict, TF32 off), tf32, bf16, fp16: harness/device.py
     graph: str = "auto"          # CUDA-graph training step: auto, on, off (harness/graph.py)
     cudnn_benchmark: bool = False  # cuDNN algorithm search (harness/device.py); off: heuristics
+    compile: bool = False        # torch.compile the training step (harness/step.py `compiled`)
     subset: int = 0              # >0: train on the first N training images (quick checks)
     threads: int = 0             # CPU threads; 0 = auto (recorded, not part of the id): see harness/contention.py
     seed: int = 0
@@ -119,6 +121,10 @@ class RunSpec:
         if self.graph not in GRAPH_MODES:
             raise UserError(f"unknown graph mode {self.graph!r}; use one of {', '.join(GRAPH_MODES)} "
                             f"(e.g. --set graph=off)")
+        if self.graph == "on" and (self.compile or self.precision == "fp16"):
+            what = "compile=on" if self.compile else "precision=fp16"
+            raise UserError(f"graph=on cannot capture a step with {what} (harness/graph.py); "
+                            f"use --set graph=auto or graph=off with {what}")
         if not 0 <= self.threads <= MAX_THREADS:
             raise UserError(f"--threads must be in 1..{MAX_THREADS} (or 0 for auto), got {self.threads}")
         if self.subset < 0 or self.subset == 1 or self.subset > MAX_COUNT:
@@ -160,7 +166,7 @@ class RunSpec:
 
 
 # Fields added after run ids were fixed: written only when not at their default.
-LATE_FIELDS = ("cudnn_benchmark",)
+LATE_FIELDS = ("cudnn_benchmark", "compile")
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunSpec)}
 
 

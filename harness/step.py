@@ -12,14 +12,24 @@ cosine decay per step to `lr_min`, optional linear warm-up; Adam and SGD for com
 `make_optimizer(capturable=True)` keeps the lr in a device tensor, which a captured
 graph reads at every replay (`capturable_lr`); SGD keeps a float lr (it has no
 capturable step in torch 2.13).
+
+Mixed precision (`--set precision=bf16|fp16`, harness/device.py): `Amp` runs the forward
+pass and the loss under `torch.autocast`; for fp16 it also scales the loss
+(`torch.amp.GradScaler`: the gradients are unscaled before clipping, and a step whose
+gradients overflowed is skipped and the scale lowered). Compile mode (`--set
+compile=on`): `compiled` is the model's forward and backward compiled by
+`torch.compile`, which `train_step` calls like the model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
+
+from harness.device import AUTOCAST
 
 # torch 2.13 optimizers whose step can read a device-tensor lr without a host sync
 CAPTURABLE_OPTIMIZERS = ("rmsprop", "adam")
@@ -95,19 +105,56 @@ def capturable_lr(spec, params: list) -> torch.Tensor:
     return torch.tensor(float(spec.lr), dtype=dtype, device=_device_of(params))
 
 
-def train_step(model, opt, sched, xb, yb, clip_norm: float):
-    """One optimizer step; returns (loss, number correct) as tensors (no host sync)."""
+class Amp:
+    """The mixed precision of a step for a precision policy: `autocast()` is the context of
+    the forward pass and the loss (a no-op for fp32 and tf32); `scaler` is a GradScaler for
+    fp16, else None. The autocast cache is off: each weight is cast once per forward
+    anyway, and a CUDA graph must not capture cached casts (PyTorch's CUDA-graph notes)."""
+
+    def __init__(self, policy: str, device_type: str):
+        self.policy, self.device_type = policy, device_type
+        self.dtype = AUTOCAST.get(policy)
+        self.scaler = torch.amp.GradScaler(device_type) if policy == "fp16" else None
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype, cache_enabled=False)
+
+
+def compiled(model):
+    """`model` compiled by torch.compile (inductor) for the training step: its forward and,
+    through AOTAutograd, its backward; a callable that shares the model's parameters and
+    forwards attribute reads (auxiliary_loss, after_optimizer_step) to it. Static shapes:
+    each batch size compiles its own graph once (the epoch's short last batch too) instead
+    of recompiling for dynamic shapes. The model itself stays uncompiled (checkpoints,
+    copies, evaluation and the op counts use it)."""
+    return torch.compile(model, dynamic=False)
+
+
+def train_step(model, opt, sched, xb, yb, clip_norm: float, amp: Amp | None = None):
+    """One optimizer step; returns (loss, number correct) as tensors (no host sync on a GPU
+    except fp16's GradScaler, which reads whether the gradients overflowed). `model` may
+    be `compiled(model)`; `amp`: the mixed precision (None: none)."""
     opt.zero_grad(set_to_none=True)
-    out = model(xb)
-    loss = F.cross_entropy(out, yb)
-    aux = model.auxiliary_loss() if hasattr(model, "auxiliary_loss") else None
-    total = loss if aux is None else loss + aux
-    total.backward()
+    scaler = amp.scaler if amp is not None else None
+    with amp.autocast() if amp is not None else contextlib.nullcontext():
+        out = model(xb)
+        loss = F.cross_entropy(out, yb)
+        aux = model.auxiliary_loss() if hasattr(model, "auxiliary_loss") else None
+        total = loss if aux is None else loss + aux
+    (scaler.scale(total) if scaler else total).backward()
     if clip_norm:
+        if scaler:
+            scaler.unscale_(opt)          # clip the true gradients, not the scaled ones
         for p in model.parameters():  # per tensor, as TF's clip_by_norm in the CEMNet code
             if p.grad is not None:
                 torch.nn.utils.clip_grad_norm_([p], clip_norm)
-    opt.step()
+    if scaler:
+        scaler.step(opt)                  # skipped when the gradients overflowed
+        scaler.update()
+    else:
+        opt.step()
     sched.step()
     if hasattr(model, "after_optimizer_step"):
         model.after_optimizer_step()

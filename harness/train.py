@@ -8,7 +8,9 @@ regions and read after the epoch: nothing between two steps waits for the GPU (t
 progress bar shows steps; the losses are printed per epoch). `eval_s` covers the
 validation pass (data already on the device), `warmup_s` an untimed warm-up on a copy of the model
 (lazy initialization, allocator growth, cuDNN/cuFFT plans for every training and
-evaluation batch shape used later), and `checkpoint_s` checkpoint writes.
+evaluation batch shape used later), and `checkpoint_s` checkpoint writes; `capture_s`
+the steps that capture a CUDA graph and, with compile=on, `compile_s` the first step of
+each batch size in a session, which compiles it (`harness.graph.StepRunner`).
 
 Checkpoints are written atomically after every epoch and hold everything needed to
 continue bit for bit on CPU: model, optimizer, scheduler, the shuffling generator,
@@ -46,7 +48,7 @@ from harness.errors import UserError
 from harness.files import atomic_write, open_regular
 from harness.graph import StepRunner, current_lr
 from harness import step as steps      # steps.train_step: one place to wrap every step
-from harness.step import make_optimizer, make_scheduler
+from harness.step import Amp, make_optimizer, make_scheduler
 from harness.store import CHECKPOINT
 
 EVAL_BATCH = 1000
@@ -142,16 +144,18 @@ def load_checkpoint(path: Path) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model, x, y, device) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over (x, y) in eval mode."""
+def evaluate(model, x, y, device, amp: Amp | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over (x, y) in eval mode (under `amp`'s autocast:
+    the precision the run trains in; always the uncompiled model)."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     for i in range(0, len(y), EVAL_BATCH):
         xb, yb = x[i:i + EVAL_BATCH].to(device), y[i:i + EVAL_BATCH].to(device)
-        out = model(xb)
-        loss_sum += F.cross_entropy(out, yb, reduction="sum").double()
+        with amp.autocast() if amp is not None else contextlib.nullcontext():
+            out = model(xb)
+            loss_sum += F.cross_entropy(out, yb, reduction="sum").double()
         correct += (out.argmax(1) == yb).sum()
     model.train(was_training)
     n = max(1, len(y))
@@ -179,6 +183,7 @@ def warm_up(model, data, spec, device) -> float:
     with torch.random.fork_rng(devices=devices):
         m = copy.deepcopy(model)
         o = make_optimizer(spec, m.parameters())
+        amp = Amp(spec.precision, device.type)     # its own loss scale: the run's is untouched
         s = torch.optim.lr_scheduler.LambdaLR(o, lambda _: 1.0)
         n = len(data.y_train)
         b = min(spec.batch_size, n)
@@ -187,10 +192,10 @@ def warm_up(model, data, spec, device) -> float:
         for size in shapes:
             xb, yb = data.x_train[:size].to(device), data.y_train[:size].to(device)
             for _ in range(WARMUP_STEPS):
-                steps.train_step(m, o, s, xb, yb, spec.clip_norm)
+                steps.train_step(m, o, s, xb, yb, spec.clip_norm, amp)
         for size in eval_batch_sizes(len(data.y_val), len(data.y_test)):
             x = data.x_val if size <= len(data.y_val) else data.x_test
-            evaluate(m, x[:size], torch.zeros(size, dtype=torch.long), device)
+            evaluate(m, x[:size], torch.zeros(size, dtype=torch.long), device, amp)
         del m, o
     sync(device)
     return time.perf_counter() - t0
@@ -233,6 +238,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
     opt = make_optimizer(spec, model.parameters(),
                          capturable=device.type == "cuda" and spec.graph != "off")
     sched = make_scheduler(spec, opt, steps)
+    amp = Amp(spec.precision, device.type)
     gen = torch.Generator().manual_seed(spec.seed)
     history: list[dict] = []
     timing = {"train_s": 0.0, "data_s": 0.0, "eval_s": 0.0, "warmup_s": 0.0, "checkpoint_s": 0.0,
@@ -253,6 +259,8 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
             sched.load_state_dict(ckpt["scheduler"])
             gen.set_state(ckpt["generator"])
             set_rng_states(ckpt["rng"], device)
+            if amp.scaler is not None and isinstance(ckpt.get("scaler"), dict):
+                amp.scaler.load_state_dict(ckpt["scaler"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise UserError(f"checkpoint {ckpt_path} does not fit this run ({msg}); "
@@ -265,9 +273,10 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
                 if monitor.threads != now else ""
             print(f"resuming from epoch {start_epoch} ({ckpt_path}){changed}", file=sys.stderr)
     # after the resume: the runner moves a restored lr tensor back onto the GPU
-    runner = StepRunner(model, opt, sched, spec.clip_norm, device, mode=spec.graph)
+    runner = StepRunner(model, opt, sched, spec.clip_norm, device, mode=spec.graph, amp=amp,
+                        compile=spec.compile)
     if progress and device.type == "cuda" and runner.reason and spec.graph == "auto":
-        print(f"notice: training eagerly, without a CUDA graph: {runner.reason}", file=sys.stderr)
+        print(f"notice: training without a CUDA graph: {runner.reason}", file=sys.stderr)
     wall0 = time.perf_counter()
     timing["sessions"] += 1
     timing["warmup_s"] += warm_up(model, data, spec, device)
@@ -293,13 +302,16 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
             idx = perm[i * b:(i + 1) * b]
             xb, yb = x_train[idx], y_train[idx]
             gather.stop()
-            if runner.will_capture(len(yb)):
-                # capturing a graph is compile time: timed apart from the training steps
+            compiles = runner.will_compile(len(yb))
+            if compiles or runner.will_capture(len(yb)):
+                # compiling the step or capturing a graph is compile time: timed apart from
+                # the training steps (a compiling step's own work is in compile_s too)
                 sync(device)
                 t0 = time.perf_counter()
                 loss, corr = runner.step(xb, yb)
                 sync(device)
-                timing["capture_s"] = timing.get("capture_s", 0.0) + time.perf_counter() - t0
+                key = "compile_s" if compiles else "capture_s"
+                timing[key] = timing.get(key, 0.0) + time.perf_counter() - t0
                 if progress and runner.reason and spec.graph == "auto":
                     print(f"notice: training eagerly from now on: {runner.reason}", file=sys.stderr)
             else:
@@ -314,7 +326,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
         train_loss = loss_sum.item() / n
         t0 = time.perf_counter()
         memory.start("eval")
-        val_loss, val_acc = evaluate(model, x_val, y_val, device) if len(y_val) \
+        val_loss, val_acc = evaluate(model, x_val, y_val, device, amp) if len(y_val) \
             else (float("nan"), float("nan"))
         memory.stop("eval")
         sync(device)
@@ -337,7 +349,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
         timing["wall_s"] += now - wall0
         wall0, t0 = now, now
         save_checkpoint(ckpt_path, model, opt, sched, gen, spec, history, timing, epoch + 1, device,
-                        monitor.state())
+                        monitor.state(), amp.scaler)
         timing["checkpoint_s"] += time.perf_counter() - t0
         if on_epoch is not None:
             on_epoch(dict(history[-1], epochs=spec.epochs))
@@ -350,7 +362,7 @@ def train(model, data, spec, device, run_dir: Path, progress: bool = True,
     if result.status == "complete":
         t0 = time.perf_counter()
         memory.start("eval")
-        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, device)
+        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, device, amp)
         memory.stop("eval")
         timing["test_eval_s"] = time.perf_counter() - t0
         result.test = {"test_loss": test_loss, "test_acc": test_acc, "test_error": 1 - test_acc}
@@ -367,11 +379,13 @@ def epoch_times(history: list[dict]) -> list[float]:
 
 
 def save_checkpoint(path, model, opt, sched, gen, spec, history, timing, epoch, device,
-                    contention) -> None:
+                    contention, scaler=None) -> None:
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
              "scheduler": sched.state_dict(), "generator": gen.get_state(), "rng": rng_states(device),
              "spec": spec.to_dict(), "history": history, "timing": dict(timing), "epoch": epoch,
              "contention": contention}
+    if scaler is not None:              # fp16's loss scale and its growth counter
+        state["scaler"] = scaler.state_dict()
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write(path, lambda f: f.write(buf.getvalue()))

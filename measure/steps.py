@@ -35,9 +35,22 @@ dataset shape (MNIST 1x28x28 for `lenet5` and `rippel-sp`, CIFAR 3x32x32 otherwi
 - `capture`: on CUDA "captured" (a failed capture is the row's error); on the CPU nothing
   is captured: "not tried (CPU)" and what the CPU probe `harness.hazards.capture_hazards`
   found ("probe: no hazards" does not prove a capture works: only a GPU run does).
-- the precision policy (`precision`: fp32 = TF32 off for cuBLAS and cuDNN; tf32) and the
-  cuDNN policy (`cudnn_benchmark`, default off as for runs), applied by
-  `harness.device.activate` as for a run, and the CPU thread count, in every row.
+- with `--compile`, the step compiled by torch.compile (`harness.step.compiled`, as a run
+  with `--set compile=on`): `compile_s` the first call (the compilation), then
+  `train_compiled_ms` timed like the eager step, `compiled_vs_eager` (compiled / eager ms:
+  above 1 means the compiled step is slower, which the table says) and
+  `train_compiled_ratio` (against the baseline's compiled step). `best_ms` is the
+  fastest of the eager, graph and compiled steps (`best_mode`), `best_ratio` its ratio to
+  the baseline's best: the issue's "ratio to the CNN in its best mode".
+- the precision policy (`precision`, one row per case and policy of `--precision`:
+  fp32 = TF32 off for cuBLAS and cuDNN; tf32; bf16 and fp16 = autocast, as `--set
+  precision=` for runs; ratios are taken within one policy, `vs_fp32` is the eager step
+  against the same case's fp32 row) and the cuDNN policy (`cudnn_benchmark`, default off
+  as for runs), applied by `harness.device.activate` as for a run, and the CPU thread
+  count, in every row.
+- on the CPU, the allocator policy in force (`allocator`, harness/allocator.py; run with
+  SPECTRAL_BENCH_MALLOC=default for glibc's defaults) and the minor page faults per
+  eager step (`faults_per_step`).
 
 Writes <results>/_measure/step_bench.csv (the reports pick it up) and prints a Markdown
 table.
@@ -46,12 +59,14 @@ table.
     python -m measure.steps --threads 2             # every (method, arch), CPU
     python -m measure.steps --device cuda           # eager and graph, GPU
     python -m measure.steps --methods cnn,cemnet --archs lenet5,vgg-small
+    python -m measure.steps --methods cnn,cemnet --compile --precision fp32,bf16
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import resource
 import statistics
 import sys
 import time
@@ -60,11 +75,12 @@ import torch
 
 import methods
 from harness import ops
-from harness.device import activate, sync, tensor_mb
+from harness import allocator
+from harness.device import PRECISIONS, activate, sync, tensor_mb
 from harness.graph import StepRunner
 from harness.hazards import capture_hazards
 from harness.spec import RunSpec
-from harness.step import make_optimizer, make_scheduler, train_step
+from harness.step import Amp, compiled, make_optimizer, make_scheduler, train_step
 from harness.suite import resolve_hparams
 from measure import common
 from measure.common import device_name, matmul_peak_gflops, peak_bytes, time_steps
@@ -74,12 +90,15 @@ MNIST_ARCHS = ("lenet5", "rippel-sp")
 QUICK = {"methods": ("cnn", "cemnet", "cemnet-no-wf-bn-dropout", "fcnn", "spectral-pooling"),
          "archs": ("lenet5", "vgg-small", "rippel-sp")}
 FIELDS = ["method", "arch", "variant", "input", "batch", "device", "device_name", "threads",
-          "precision", "tf32_matmul", "tf32_cudnn", "cudnn_benchmark", "repeats", "train_ms",
-          "train_graph_ms", "infer_ms", "resident_mb", "data_mb", "step_peak_mb", "peak_mb",
-          "infer_peak_mb", "graph_pool_mb", "mem_method", "baseline",
-          "train_ratio", "train_graph_ratio", "infer_ratio", "peak_ratio", "params",
+          "precision", "tf32_matmul", "tf32_cudnn", "cudnn_benchmark", "allocator", "repeats",
+          "train_ms", "train_graph_ms", "train_compiled_ms", "compile_s", "compiled_vs_eager",
+          "best_ms", "best_mode", "infer_ms", "faults_per_step", "resident_mb", "data_mb",
+          "step_peak_mb", "peak_mb", "infer_peak_mb", "graph_pool_mb", "mem_method", "baseline",
+          "train_ratio", "train_graph_ratio", "train_compiled_ratio", "best_ratio", "vs_fp32",
+          "infer_ratio", "peak_ratio", "params",
           "macs_fwd_per_image", "macs_bwd_per_image", "gflops_train", "gflops_train_graph",
-          "gflops_infer", "frac_peak_train", "frac_peak_train_graph", "frac_peak_infer",
+          "gflops_train_compiled", "gflops_infer", "frac_peak_train", "frac_peak_train_graph",
+          "frac_peak_train_compiled", "frac_peak_infer",
           "matmul_peak_gflops", "capture", "torch", "convention", "error"]
 
 
@@ -112,7 +131,8 @@ def set_precision(policy: str, device: torch.device, cudnn_benchmark: bool = Fal
     on_gpu = device.type == "cuda"
     return {"precision": policy, "tf32_matmul": flags["tf32_matmul"] and on_gpu,
             "tf32_cudnn": flags["tf32_cudnn"] and on_gpu,
-            "cudnn_benchmark": flags["cudnn_benchmark"]}
+            "cudnn_benchmark": flags["cudnn_benchmark"],
+            "allocator": "" if on_gpu else allocator.state()["policy"]}
 
 
 def build(method: str, arch: str, hp: dict, device, batch: int, steps: int,
@@ -136,8 +156,13 @@ def data(shape, batch: int, device):
 BLOCKS = 3      # timed blocks of back-to-back steps; the median is reported
 
 
-def timed(fn, device, warmup: int, repeats: int, budget: float) -> tuple[float, int]:
-    """(seconds per call of fn(), calls timed): the median over up to BLOCKS blocks of
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def timed(fn, device, warmup: int, repeats: int, budget: float) -> tuple[float, int, float]:
+    """(seconds per call of fn(), calls timed, minor page faults of the process per timed
+    call): the seconds are the median over up to BLOCKS blocks of
     `repeats` back-to-back calls each timed as a whole (`time_steps`), after `warmup`
     untimed calls (at least one, which also estimates the cost); fewer calls (at least
     one block of one) when they would take more than `budget` seconds."""
@@ -150,8 +175,10 @@ def timed(fn, device, warmup: int, repeats: int, budget: float) -> tuple[float, 
     affordable = max(1, int(budget / max(first, 1e-9)))
     repeats = max(1, min(repeats, affordable // BLOCKS))
     blocks = max(1, min(BLOCKS, affordable // repeats))
+    faults = minor_faults()
     times = [time_steps(fn, device, repeats) for _ in range(blocks)]
-    return statistics.median(times), blocks * repeats
+    faults = (minor_faults() - faults) / (blocks * repeats)
+    return statistics.median(times), blocks * repeats, faults
 
 
 def resident_bytes(model, opt) -> int:
@@ -183,16 +210,26 @@ def run_case(method: str, arch: str, hp: dict, args, device, peak: float, prec: 
         row["input"] = "x".join(map(str, shape))
         counts = ops.count_ops(copy.deepcopy(model).cpu(), shape)
         xb, yb = data(shape, args.batch, device)
-        t_train, reps = timed(lambda: train_step(model, opt, sched, xb, yb, spec.clip_norm),
-                              device, args.warmup, args.repeats, args.budget)
+        amp = Amp(prec["precision"], device.type)
+
+        def step():
+            return train_step(model, opt, sched, xb, yb, spec.clip_norm, amp)
+
+        t_train, reps, faults = timed(step, device, args.warmup, args.repeats, args.budget)
+        if device.type == "cpu":
+            row["faults_per_step"] = faults
         row["resident_mb"] = resident_bytes(model, opt) / 2 ** 20
         row["data_mb"] = tensor_mb(xb, yb)
-        step_peak = peak_bytes(lambda: train_step(model, opt, sched, xb, yb, spec.clip_norm),
-                               device)
+        step_peak = peak_bytes(step, device)
         model.eval()
+
+        def infer():
+            with amp.autocast():
+                return model(xb)
+
         with torch.no_grad():
-            t_infer, _ = timed(lambda: model(xb), device, args.warmup, args.repeats, args.budget)
-            infer_peak = peak_bytes(lambda: model(xb), device)
+            t_infer = timed(infer, device, args.warmup, args.repeats, args.budget)[0]
+            infer_peak = peak_bytes(infer, device)
         row.update(repeats=reps, train_ms=t_train * 1e3, infer_ms=t_infer * 1e3,
                    step_peak_mb=step_peak / 2 ** 20, infer_peak_mb=infer_peak / 2 ** 20,
                    params=ops.count_params(model))
@@ -206,9 +243,36 @@ def run_case(method: str, arch: str, hp: dict, args, device, peak: float, prec: 
         row["frac_peak_infer"] = row["gflops_infer"] / peak
         del model, opt, sched
         row["capture"] = capture_row(method, arch, hp, args, device, row, fwd + bwd)
+        if args.compile:
+            compiled_row(method, arch, hp, args, device, row, fwd + bwd, peak)
+        modes = {m: row.get(f"train{k}_ms") for m, k in
+                 (("eager", ""), ("graph", "_graph"), ("compiled", "_compiled"))}
+        best = min((ms, m) for m, ms in modes.items() if ms)
+        row["best_ms"], row["best_mode"] = best
     except Exception as exc:  # noqa: BLE001 - report the case and go on
         row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
     return row
+
+
+def compiled_row(method, arch, hp, args, device, row, macs_step, peak: float) -> None:
+    """The compiled step (`harness.step.compiled`, as compile=on): the first call compiles
+    (`compile_s`, never part of the step time), then it is timed like the eager step."""
+    spec, model, opt, sched, shape = build(method, arch, hp, device, args.batch, 10 ** 6)
+    call, amp = compiled(model), Amp(row["precision"], device.type)
+    xb, yb = data(shape, args.batch, device)
+
+    def step():
+        return train_step(call, opt, sched, xb, yb, spec.clip_norm, amp)
+
+    t0 = time.perf_counter()
+    step()
+    sync(device)
+    row["compile_s"] = time.perf_counter() - t0
+    t = timed(step, device, args.warmup, args.repeats, args.budget)[0]
+    row["train_compiled_ms"] = t * 1e3
+    row["compiled_vs_eager"] = row["train_compiled_ms"] / row["train_ms"]
+    row["gflops_train_compiled"] = 2 * macs_step * args.batch / t / 1e9
+    row["frac_peak_train_compiled"] = row["gflops_train_compiled"] / peak
 
 
 def capture_row(method, arch, hp, args, device, row, macs_step) -> str:
@@ -221,7 +285,10 @@ def capture_row(method, arch, hp, args, device, row, macs_step) -> str:
         return "not tried (CPU); probe: " + ("no hazards" if not found else "; ".join(found))[:300]
     spec, model, opt, sched, shape = build(method, arch, hp, device, args.batch, 10 ** 6,
                                            capturable=True)
-    runner = StepRunner(model, opt, sched, spec.clip_norm, device, mode="on")
+    amp = Amp(row["precision"], device.type)
+    if amp.scaler is not None:              # refused by StepRunner: say why, time nothing
+        return "not captured: precision=fp16 (the GradScaler syncs with the host)"
+    runner = StepRunner(model, opt, sched, spec.clip_norm, device, mode="on", amp=amp)
     xb, yb = data(shape, args.batch, device)
     t_graph = time_graph(runner, xb, yb, device, args)
     row["graph_pool_mb"] = runner.pool_bytes / 2 ** 20
@@ -243,17 +310,26 @@ def time_graph(runner, xb, yb, device, args) -> float:
 
 
 def add_ratios(rows: list[dict]) -> None:
-    by = {(r["method"], r["arch"], r["variant"]): r for r in rows if not r["error"]}
+    """Each row against its baseline in the same precision policy, and its eager step
+    against the same case's fp32 row (`vs_fp32`)."""
+    by = {(r["method"], r["arch"], r["variant"], r["precision"]): r for r in rows if not r["error"]}
     for r in rows:
-        base = baseline_of(r["method"], r["arch"])
-        if r["error"] or base is None:
+        if r["error"]:
             continue
-        ref = by.get((base[0], base[1], label(*base).split("/", 1)[1]))
+        fp32 = by.get((r["method"], r["arch"], r["variant"], "fp32"))
+        if fp32 is not None:
+            r["vs_fp32"] = r["train_ms"] / fp32["train_ms"]
+        base = baseline_of(r["method"], r["arch"])
+        if base is None:
+            continue
+        ref = by.get((base[0], base[1], label(*base).split("/", 1)[1], r["precision"]))
         if ref is None:
             continue
         r["baseline"] = label(*base)
         for key, ref_key in (("train_ratio", "train_ms"), ("infer_ratio", "infer_ms"),
-                             ("peak_ratio", "peak_mb"), ("train_graph_ratio", "train_graph_ms")):
+                             ("peak_ratio", "peak_mb"), ("train_graph_ratio", "train_graph_ms"),
+                             ("train_compiled_ratio", "train_compiled_ms"),
+                             ("best_ratio", "best_ms")):
             a, b = r.get(ref_key), ref.get(ref_key)
             if a and b:
                 r[key] = a / b
@@ -282,25 +358,46 @@ def markdown(rows: list[dict], peak: float, device) -> str:
     def f(v, fmt="{:.1f}"):
         return fmt.format(v) if isinstance(v, (int, float)) and v == v else ""
 
-    head = ["method/arch", "train ms", "graph ms", "infer ms", "peak MB", "baseline",
-            "train x", "graph x", "infer x", "peak x", "GFLOP/s", "% peak", "capture"]
+    def slower(v):     # compiled / eager: the table says where compiling makes a step slower
+        return "" if not v else f"{v:.2f}" + (" slower" if v > 1 else "")
+
+    columns = [("train ms", lambda r: f(r.get("train_ms"))),
+               ("graph ms", lambda r: f(r.get("train_graph_ms"))),
+               ("compiled ms", lambda r: f(r.get("train_compiled_ms"))),
+               ("compiled/eager", lambda r: slower(r.get("compiled_vs_eager"))),
+               ("compile s", lambda r: f(r.get("compile_s"))),
+               ("infer ms", lambda r: f(r.get("infer_ms"))),
+               ("peak MB", lambda r: f(r.get("peak_mb"))),
+               ("baseline", lambda r: r.get("baseline", "")),
+               ("train x", lambda r: f(r.get("train_ratio"), "{:.2f}")),
+               ("graph x", lambda r: f(r.get("train_graph_ratio"), "{:.2f}")),
+               ("compiled x", lambda r: f(r.get("train_compiled_ratio"), "{:.2f}")),
+               ("best x", lambda r: f(r.get("best_ratio"), "{:.2f}")
+                + (f" ({r['best_mode']})" if r.get("best_ratio") else "")),
+               ("vs fp32", lambda r: f(r.get("vs_fp32"), "{:.2f}")),
+               ("infer x", lambda r: f(r.get("infer_ratio"), "{:.2f}")),
+               ("peak x", lambda r: f(r.get("peak_ratio"), "{:.2f}")),
+               ("GFLOP/s", lambda r: f(r.get("gflops_train"))),
+               ("% peak", lambda r: f(100 * r.get("frac_peak_train", float("nan")))),
+               ("faults/step", lambda r: f(r.get("faults_per_step"), "{:.0f}")),
+               ("capture", lambda r: (r.get("capture") or "")[:40])]
+    ok = [r for r in rows if not r["error"]]
+    # a column nobody filled (no graph on a CPU, no --compile, one precision) is left out
+    columns = [(h, c) for h, c in columns if any(c(r) for r in ok) or h == "train ms"]
+    head = ["method/arch", "precision"] + [h for h, _ in columns]
     table = []
     for r in rows:
         name = f"{r['method']}/{r['variant']}"
         if r["error"]:
-            table.append([name, "error: " + r["error"][:70]] + [""] * (len(head) - 2))
+            table.append([name, r["precision"], "error: " + r["error"][:70]]
+                         + [""] * (len(head) - 3))
             continue
-        table.append([name, f(r.get("train_ms")), f(r.get("train_graph_ms")),
-                      f(r.get("infer_ms")), f(r.get("peak_mb")), r.get("baseline", ""),
-                      f(r.get("train_ratio"), "{:.2f}"), f(r.get("train_graph_ratio"), "{:.2f}"),
-                      f(r.get("infer_ratio"), "{:.2f}"), f(r.get("peak_ratio"), "{:.2f}"),
-                      f(r.get("gflops_train")), f(100 * r.get("frac_peak_train", float("nan"))),
-                      (r.get("capture") or "")[:40]])
+        table.append([name, r["precision"]] + [c(r) for _, c in columns])
     r0 = rows[0] if rows else {}
-    title = (f"Step benchmark on {device_name(device)}, torch {torch.__version__}, "
-             f"precision {r0.get('precision', '?')}, batch "
-             f"{r0.get('batch', '?')}; dense float32 matmul peak {peak:.1f} GFLOP/s; ops "
-             f"{ops.CONVENTION_ID}; 'x' = ratio to the baseline of the same architecture")
+    title = (f"Step benchmark on {device_name(device)}, torch {torch.__version__}, batch "
+             f"{r0.get('batch', '?')}; allocator {r0.get('allocator') or 'CUDA caching'}; dense "
+             f"float32 matmul peak {peak:.1f} GFLOP/s; ops {ops.CONVENTION_ID}; 'x' = ratio to "
+             f"the baseline of the same architecture and precision")
     return title + "\n\n" + tabulate(table, headers=head, tablefmt="github")
 
 
@@ -321,8 +418,12 @@ def parse_args(argv=None):
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds of timing per measurement before repeats are cut "
                          "(default 30, quick 10)")
-    ap.add_argument("--precision", choices=("fp32", "tf32"), default="fp32",
-                    help="fp32 (TF32 off, default) or tf32 for cuBLAS/cuDNN")
+    ap.add_argument("--precision", default="fp32",
+                    help="comma-separated precision policies, a row per case and policy: fp32 "
+                         "(TF32 off, default), tf32, bf16, fp16 (autocast), as --set precision")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the step compiled by torch.compile (as --set compile=on; "
+                         "slow to compile on a CPU)")
     ap.add_argument("--cudnn-benchmark", choices=("off", "on"), default="off",
                     help="cuDNN algorithm search, as --set cudnn_benchmark for runs (default "
                          "off: cuDNN's heuristics, the runs' default)")
@@ -330,6 +431,11 @@ def parse_args(argv=None):
                     help="matmul size for the peak (default 4096 CPU, 8192 GPU; quick 1024)")
     common.add_output_args(ap, NAME)
     args = ap.parse_args(argv)
+    args.precision = [p.strip() for p in args.precision.split(",") if p.strip()]
+    bad = [p for p in args.precision if p not in PRECISIONS]
+    if bad or not args.precision:
+        ap.error(f"unknown precision {', '.join(bad) or '(none)'}; use a comma-separated list "
+                 f"of {', '.join(PRECISIONS)}, e.g. --precision fp32,bf16")
     args.device = common.device(args.device)
     q = args.quick
     args.warmup = args.warmup if args.warmup is not None else (1 if q else 3)
@@ -344,18 +450,22 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    prec = set_precision(args.precision, args.device, args.cudnn_benchmark == "on")
+    set_precision("fp32", args.device, args.cudnn_benchmark == "on")
     t0 = time.perf_counter()
     peak = matmul_peak_gflops(args.device, args.matmul_n)
     rows = []
     for method, arch, hp in cases(args):
-        row = run_case(method, arch, hp, args, args.device, peak, prec)
-        rows.append(row)
-        status = row["error"] or (f"train {row['train_ms']:.1f} ms"
-                                  + (f", graph {row['train_graph_ms']:.1f} ms"
-                                     if row.get("train_graph_ms") else "")
-                                  + f", infer {row['infer_ms']:.1f} ms, capture {row['capture'][:60]}")
-        print(f"{label(method, arch, hp):40s} {status}", file=sys.stderr, flush=True)
+        for policy in args.precision:      # the policies of one case one after the other
+            prec = set_precision(policy, args.device, args.cudnn_benchmark == "on")
+            row = run_case(method, arch, hp, args, args.device, peak, prec)
+            rows.append(row)
+            status = row["error"] or (
+                f"train {row['train_ms']:.1f} ms"
+                + (f", graph {row['train_graph_ms']:.1f} ms" if row.get("train_graph_ms") else "")
+                + (f", compiled {row['train_compiled_ms']:.1f} ms (compile "
+                   f"{row['compile_s']:.0f} s)" if row.get("train_compiled_ms") else "")
+                + f", infer {row['infer_ms']:.1f} ms, capture {row['capture'][:60]}")
+            print(f"{label(method, arch, hp):40s} {policy:5s} {status}", file=sys.stderr, flush=True)
     add_ratios(rows)
     out = common.output_path(args, NAME)
     common.write_csv(out, FIELDS, [{k: round(v, 4) if isinstance(v, float) else v

@@ -110,7 +110,7 @@ import torch.nn.functional as F
 
 from methods import Option, register, with_defaults
 from methods.cnn import ARCHS, LEAKY_SLOPE, VGG_CHANNELS, VGG_CONVS, default_arch, pooled_size
-from methods.fourier import (from_planar, hermitian_fill, kernel_spectrum, scratch,
+from methods.fourier import (from_planar, hermitian_fill, kernel_spectrum,
                              spectral_matmul_fm, spectral_matmul_planar, spectral_maxpool,
                              to_planar, wf_project)
 from methods.freq_stage import complete_norm_noise
@@ -146,8 +146,8 @@ def noise_factor(shape, dtype, device, *stds: float) -> torch.Tensor:
     approximated dropout) are drawn in that order and multiplied together, so that the
     noisy tensor is read and written once (and the backward is one product too)."""
     noise = torch.empty(shape, dtype=dtype, device=device).normal_(1.0, stds[0])
-    for std in stds[1:]:   # a reused buffer (`scratch`): no fresh pages every step
-        noise.mul_(scratch("full", shape, dtype, device).normal_(1.0, std))
+    for std in stds[1:]:
+        noise.mul_(torch.empty(shape, dtype=dtype, device=device).normal_(1.0, std))
     return noise
 
 

@@ -45,6 +45,7 @@ import torch.nn as nn
 
 from harness.errors import UserError
 from methods import Option, register, skeleton
+from methods.fourier import fp32
 
 
 class FourierUnit(nn.Module):
@@ -59,10 +60,11 @@ class FourierUnit(nn.Module):
     def forward(self, x):
         b, c = x.shape[:2]
         h, w = int(x.shape[-2]), int(x.shape[-1])   # Python ints: the op count's trace needs them
-        z = torch.view_as_real(torch.fft.rfft2(x, norm="ortho"))       # (B, C, H, Wf, 2)
+        z = torch.view_as_real(torch.fft.rfft2(fp32(x), norm="ortho"))  # (B, C, H, Wf, 2)
         z = z.permute(0, 1, 4, 2, 3).reshape(b, 2 * c, h, w // 2 + 1)  # Re/Im interleaved
         z = self.relu(self.bn(self.conv(z)))
-        z = z.view(b, -1, 2, h, w // 2 + 1).permute(0, 1, 3, 4, 2).contiguous()
+        # float32 again under mixed precision (the conv ran in bf16/fp16): the FFT needs it
+        z = fp32(z).view(b, -1, 2, h, w // 2 + 1).permute(0, 1, 3, 4, 2).contiguous()
         return torch.fft.irfft2(torch.view_as_complex(z), s=(h, w), norm="ortho")
 
 

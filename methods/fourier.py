@@ -22,15 +22,13 @@ Contents
 - `to_planar` / `from_planar`: complex (B, C, H, W) <-> real "planar" (B, 2C, H, W) with
   the real parts in channels [0, C) and the imaginary parts in [C, 2C). Per-part layers
   (the "two-branch" BN, split activations, noise) are then ordinary fast real layers.
-- `scratch`: reused buffers for temporaries (no fresh pages on every step).
+- `fp32`: a real tensor that autocast made half or bfloat16, back in float32 (for FFTs).
 - `cached_constant`: DFT matrices, pooling operators and index maps, built once per
   (size, dtype, device), so that no training step builds a tensor on the host (a CUDA
   graph can capture every layer here; tests/test_capturable.py).
 """
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 import torch
@@ -39,8 +37,7 @@ import torch.nn.functional as F
 __all__ = ["pad_kernel", "support_mask", "kernel_spectrum", "spectral_matmul",
            "spectral_matmul_fm", "spectral_matmul_planar", "hermitian_fill",
            "wf_project", "spectral_maxpool", "to_planar", "from_planar", "cached_constant",
-           "scratch",
-           "dft_matrix"]
+           "dft_matrix", "fp32"]
 
 
 def pad_kernel(w: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -93,30 +90,12 @@ def cached_constant(key: tuple, build, dtype: torch.dtype, device) -> torch.Tens
     return t
 
 
-_SCRATCH = threading.local()
-
-
-def scratch(tag: str, shape, dtype: torch.dtype, device) -> torch.Tensor:
-    """An uninitialized buffer of `shape`, reused by every call with the same (tag, number
-    of elements, dtype, device) in this thread: for temporaries that die inside one call
-    (a gather consumed by the next op, a second noise draw). On CPU a fresh large tensor
-    can cost a page fault per 4 KiB on first touch (glibc may hand big blocks back to the
-    system between steps); a reused one does not. The caller must neither return it nor let autograd
-    save it, and must not hold two live buffers of one tag. The buffers stay allocated
-    (a few activation-sized tensors per layer shape)."""
-    cache = getattr(_SCRATCH, "buffers", None)
-    if cache is None:
-        cache = _SCRATCH.buffers = {}
-    n = 1
-    for d in shape:
-        n *= int(d)
-    key = (tag, n, dtype, torch.device(device))
-    t = cache.get(key)
-    if t is None:
-        with torch.inference_mode(False), torch.no_grad():
-            t = torch.empty(n, dtype=dtype, device=device)
-        cache[key] = t
-    return t.view(shape)
+def fp32(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32 if it is float16 or bfloat16 (an output of an autocast op), else `x`.
+    For the inputs of FFTs and complex views under mixed precision (harness/device.py):
+    torch's FFTs take no bfloat16 and float16 only on CUDA for power-of-two sizes. CPU
+    autocast casts FFT inputs itself; CUDA autocast does not."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def _dft_matrix64(n: int, rows: int, cols: int, inverse: bool) -> np.ndarray:

@@ -32,7 +32,8 @@ buffers; `python -m measure.steps --methods cnn,cemnet` measures the result):
   smallest tensor that needs one (the half grid with `hermitian_half`);
 - the backward is the adjoint, taken back to the half grid by two row gathers, where the
   BatchNorm backward is done, using <g, complete(y)> = <complete^T(g), y>;
-- temporaries live in `methods.fourier.scratch` buffers.
+- temporaries are fresh tensors: on the CPU the allocator policy (`harness.allocator`)
+  keeps freed blocks in the process, so they cost no page faults.
 
 In eval mode the model does not call this (running statistics, no noise): the op counts
 (harness.ops, eval mode) still see the layers they always counted.
@@ -45,7 +46,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from methods.fourier import _grid_maps64, cached_constant, scratch
+from methods.fourier import _grid_maps64, cached_constant
 
 __all__ = ["complete_norm_noise"]
 
@@ -124,11 +125,6 @@ def _herm_maps(h: int, w: int, device) -> SimpleNamespace:
                            corr_src=corr_src)
 
 
-def _complex_scratch(tag: str, shape, real_dtype, device) -> torch.Tensor:
-    """`scratch` as a complex tensor, sharing the buffer of the real view's shape."""
-    return torch.view_as_complex(scratch(tag, (*shape, 2), real_dtype, device))
-
-
 def _conj_right_columns(z: torch.Tensor, h: int, w: int) -> None:
     """In place on frequency-major (H*W, N) complex rows: conjugate the columns right of
     the half (l > W//2), which hold conj(Y[-q]) after a gather by `src` (as complex
@@ -163,8 +159,7 @@ class _CompleteNormNoise(torch.autograd.Function):
             s = k.stat[:2] @ rows                                          # (2, B*C*2)
             mean = torch.stack((_per_part(s[0], b, c)[:, 0], _per_part(s[1], b, c)[:, 1]),
                                -1) / m                                     # (C, 2)
-            d = torch.sub(yr, mean, out=scratch("half", yr.shape, yr.dtype, y.device))
-            d = d.view(fp, -1)                                             # two-pass variance
+            d = (yr - mean).view(fp, -1)                                   # two-pass variance
             if half:  # a mirrored Im part enters as -Im: (-y - mu)^2 = d^2 + 4 mu d + 4 mu^2
                 mu_im = mean[:, 1]
                 sd = _per_part(k.stat[2] @ d, b, c)[:, 1]
@@ -179,18 +174,16 @@ class _CompleteNormNoise(torch.autograd.Function):
             shift = _to_cp(bias, c) - mean * scale
             # the Hermitian part's 1/2, folded into the affine map (no extra pass)
             hs = 0.5 if herm else 1.0
-        # Z = noise * BN(complete(y)), frequency-major (F, B*C) complex, in place where the
-        # tensor is fresh (a new full-size buffer costs page faults on CPU)
-        work = scratch("full", (f, b, c, 2), yr.dtype, y.device)          # dies in this call
+        # Z = noise * BN(complete(y)), frequency-major (F, B*C) complex, in place once the
+        # tensor is fresh
         if half:
-            z = torch.index_select(rows, 0, k.src, out=work.view(f, b * c * 2))
-            z = torch.view_as_complex(z.view(f, b * c, 2))
+            z = torch.view_as_complex(rows.index_select(0, k.src).view(f, b * c, 2))
             _conj_right_columns(z, h, w)
             if bn:
                 zr = torch.view_as_real(z).view(f, b, c, 2)
                 torch.addcmul(shift * hs, zr, scale * hs, out=zr)
         elif bn:
-            z = torch.view_as_complex(torch.addcmul(shift * hs, yr, scale * hs, out=work))
+            z = torch.view_as_complex(torch.addcmul(shift * hs, yr, scale * hs))
         else:
             z = y
         z = z.view(f, b * c)
@@ -198,9 +191,7 @@ class _CompleteNormNoise(torch.autograd.Function):
             if half or bn:      # z is a fresh buffer
                 torch.view_as_real(z).mul_(noise.reshape(f, b * c, 2))
             else:
-                z = torch.view_as_complex(torch.mul(torch.view_as_real(z),
-                                                    noise.reshape(f, b * c, 2),
-                                                    out=work.view(f, b * c, 2)))
+                z = torch.view_as_complex(torch.view_as_real(z) * noise.reshape(f, b * c, 2))
         if herm:   # the one-sided half of (Z[q] + conj(Z[-q])) / 2
             hm = _herm_maps(h, w, y.device)
             zh = z.index_select(0, hm.half_q)
@@ -233,12 +224,8 @@ class _CompleteNormNoise(torch.autograd.Function):
         if ctx.herm:   # adjoint of the Hermitian half: complete it, plus conj(g[-q]) on the
             # columns 0 and W/2 (their mirror is in the half too); the 1/2 comes below
             hm = _herm_maps(h, w, y.device)
-            # scratch buffers ("half" is free again before `mirror` takes it), unless gz
-            # is the returned gradient (no BN, full grid)
-            gh = _complex_scratch("half", g.shape[::-1], yr.dtype, g.device).copy_(g.t())
-            gz = torch.index_select(gh, 0, hm.src, out=_complex_scratch(
-                "full", (f, b * c), yr.dtype, g.device)) if half or ctx.bn else \
-                gh.index_select(0, hm.src)
+            gh = _transpose(g)                                             # (F', B*C)
+            gz = gh.index_select(0, hm.src)
             _conj_right_columns(gz, h, w)
             gz.index_add_(0, hm.corr_q, gh.index_select(0, hm.corr_src).conj_physical_())
         else:
@@ -248,8 +235,7 @@ class _CompleteNormNoise(torch.autograd.Function):
         hs = 0.5 if ctx.herm else 1.0
         if half:   # the adjoint of the completion: own position + conj(mirrored position)
             adj = gz.index_select(0, k.half_q)
-            mirror = torch.index_select(gz, 0, k.pre, out=_complex_scratch(
-                "half", (fp, b * c), yr.dtype, gz.device))
+            mirror = gz.index_select(0, k.pre)
             if ctx.bn:  # sum over the full grid: own + mirrored position, both with sign +1
                 sum_g = _per_part(torch.view_as_real(adj).view(fp, -1).sum(0)
                                   + k.stat[2] @ torch.view_as_real(mirror).view(fp, -1), b, c)
@@ -263,7 +249,7 @@ class _CompleteNormNoise(torch.autograd.Function):
         if ctx.bn:
             m = b * f
             sum_g = sum_g * hs
-            prod = torch.mul(adj_r, yr, out=scratch("half", yr.shape, yr.dtype, y.device))
+            prod = adj_r * yr
             dot = _per_part(prod.view(fp, -1).sum(0), b, c) * hs           # <g, complete(y)>
             sum_gxhat = invstd * (dot - mean * sum_g)
             m1, m2 = sum_g / m, sum_gxhat / m

@@ -49,6 +49,7 @@ import torch
 import torch.nn as nn
 
 from methods import Option, register, skeleton
+from methods.fourier import fp32
 
 ORDERS = ("mix-filter", "filter-mix")
 
@@ -86,7 +87,7 @@ class GlobalFilter(nn.Module):
 
     def forward(self, x):
         h, w = int(x.shape[-2]), int(x.shape[-1])   # Python ints: the op count's trace needs them
-        xf = torch.fft.rfft2(x, norm="ortho")
+        xf = torch.fft.rfft2(fp32(x), norm="ortho")     # float32 under mixed precision
         return torch.fft.irfft2(xf * self.filter(), s=(h, w), norm="ortho")
 
     def extra_repr(self):

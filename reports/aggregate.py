@@ -2,9 +2,10 @@
 
 `load_runs` gives one row per run (every status, so failed, diverged and unfinished
 runs stay visible) and one row per (run, epoch). Every run gets a *setting* (`cohort`):
-the dataset, train/test sizes, budget, precision policy, op-count convention, device
-class and thread count. Only runs of one setting are ever compared or averaged, so a
-run with other threads or precision is a separate row, never part of a mean.
+the dataset, train/test sizes, budget, precision policy (with cuDNN benchmark and compile
+mode), op-count convention, device class and thread count. Only runs of one setting are
+ever compared or averaged, so a run with other threads, precision or compile mode is a
+separate row, never part of a mean.
 
 `summarize` gives one row per (method, arch, variant, setting) over the finished runs.
 Statistics over seeds (`seed_stats`): with n >= 3, the mean and a 95% Student
@@ -98,11 +99,13 @@ def _text(value) -> str | None:
 
 def precision_policy(spec: dict, env: dict) -> str:
     """spec.precision, else environment.precision.policy; unrecorded in older records.
-    Runs with cuDNN's algorithm search on (spec.cudnn_benchmark) are a policy of their own."""
+    Runs with cuDNN's algorithm search on (spec.cudnn_benchmark) and compiled runs
+    (spec.compile) are policies of their own: never averaged or compared with the others."""
     p = spec.get("precision") or _table(env.get("precision")).get("policy")
     if not p:
         return UNKNOWN
-    return f"{p}, cudnn_benchmark on" if spec.get("cudnn_benchmark") is True else str(p)
+    p = f"{p}, cudnn_benchmark on" if spec.get("cudnn_benchmark") is True else str(p)
+    return f"{p}, compile on" if spec.get("compile") is True else p
 
 
 def precision_flags(env: dict) -> str:

@@ -72,10 +72,13 @@ def blocks(root: Path, figdir: Path) -> list:
 
 STEP_COLUMNS = {"method": "method", "variant": "arch", "device_name": "device",
                 "threads": "threads", "precision": "precision", "train_ms": "train ms",
-                "train_graph_ms": "graph ms", "infer_ms": "infer ms", "peak_mb": "peak MB",
-                "graph_pool_mb": "graph pool MB",
+                "train_graph_ms": "graph ms", "train_compiled_ms": "compiled ms",
+                "compiled_vs_eager": "compiled / eager", "compile_s": "compile s",
+                "infer_ms": "infer ms", "peak_mb": "peak MB", "graph_pool_mb": "graph pool MB",
                 "baseline": "baseline", "train_ratio": "train ×", "train_graph_ratio": "graph ×",
-                "infer_ratio": "infer ×", "peak_ratio": "peak mem ×",
+                "train_compiled_ratio": "compiled ×", "best_ratio": "best mode ×",
+                "vs_fp32": "vs fp32", "infer_ratio": "infer ×", "peak_ratio": "peak mem ×",
+                "faults_per_step": "page faults / step",
                 "frac_peak_train": "train % of matmul peak", "capture": "capture",
                 "error": "error"}
 
@@ -99,22 +102,25 @@ def step_bench_blocks(df: pd.DataFrame, figdir: Path) -> list:
     for c in cols:
         if c == "frac_peak_train":
             table[c] = [f"{100 * v:.1f}%" if v == v else "–" for v in table[c]]
-        elif c.endswith(("_ms", "_mb", "_ratio")):
+        elif c.endswith(("_ms", "_mb", "_ratio", "_s", "_step", "vs_eager", "vs_fp32")):
             table[c] = [f"{v:.3g}" if v == v else "–" for v in table[c]]
         elif c == "error":
             table[c] = [v if isinstance(v, str) else "" for v in table[c]]
     blocks = [("h2", "Step benchmark"),
               ("p", f"measure.steps ({STEP_CSV}.csv): one training step "
-                    f"(forward, loss, backward, optimizer) at batch {df['batch'].iloc[0]}, eager "
-                    f"and (on CUDA) replayed from a CUDA graph; ×: ratio to the baseline of the "
-                    f"same architecture; peak MB: the eager step's allocator footprint "
+                    f"(forward, loss, backward, optimizer) at batch {df['batch'].iloc[0]}, eager, "
+                    f"(on CUDA) replayed from a CUDA graph and (with --compile) compiled; ×: "
+                    f"ratio to the baseline of the same architecture and precision, best mode ×: "
+                    f"each in its fastest mode; peak MB: the eager step's allocator footprint "
                     f"(resident state, the batch, the step's peak), graph pool MB: what the "
                     f"graph's private pool adds; op counts "
                     f"{', '.join(sorted(df['convention'].astype(str).unique()))}."
                     + (f" {plural(len(failed), 'case')} failed: {'its' if len(failed) == 1 else 'their'} error is in the table."
                        if not failed.empty else "")),
               ("table", table.rename(columns=STEP_COLUMNS))]
-    for i, (dev, g) in enumerate(measured.groupby("device_name")):
+    keys = ["device_name"] + (["precision"] if "precision" in measured else [])
+    for i, (key, g) in enumerate(measured.groupby(keys)):
+        dev = " ".join(map(str, key))
         if "variant" in g:      # e.g. dct-select/resnet20 and its [input=rgb] baseline
             g = g.assign(method=[m + (v.removeprefix(a) if isinstance(v, str) else "")
                                  for m, a, v in zip(g["method"], g["arch"], g["variant"])])

@@ -296,6 +296,8 @@ def step_projection(step_csv: pd.DataFrame, train_images: int, val_images: int,
         mode = "graph"
         if ms is None or (isinstance(ms, float) and math.isnan(ms)):
             ms, mode = r["train_ms"], "eager"
+        if isinstance(r.get("precision"), str) and r["precision"] != "fp32":
+            mode += f", {r['precision']}"          # one row per precision policy measured
         infer = r.get("infer_ms", 0.0) or 0.0
         per_epoch_s = (steps * ms + math.ceil(val_images / batch) * infer) / 1000
         rows.append({"method": r["method"], "arch": r["arch"], "device": r.get("device_name", ""),

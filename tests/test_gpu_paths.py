@@ -392,8 +392,8 @@ def test_step_benchmark_does_not_wait_for_the_gpu_between_steps(fake_cuda, monke
 
     monkeypatch.setattr(torch.cuda, "Event", Event)
     calls = []
-    per_step, n = step_bench.timed(lambda: calls.append(fake_cuda.syncs), torch.device("cuda:0"),
-                                   warmup=1, repeats=10, budget=1e9)
+    per_step, n, _ = step_bench.timed(lambda: calls.append(fake_cuda.syncs), torch.device("cuda:0"),
+                                      warmup=1, repeats=10, budget=1e9)
     assert n == 3 * 10 and len(calls) == 1 + n
     # within a block of 10 steps nothing synchronizes; one sync before and one after it
     assert len(set(calls[1:11])) == 1 and fake_cuda.syncs <= 1 + 2 * 3

@@ -103,7 +103,7 @@ def test_graph_timing_leaves_the_warm_up_and_the_capture_out():
 
 def test_steps_are_timed_back_to_back_per_block():
     calls = []
-    per_call, n = step_bench.timed(lambda: calls.append(time.perf_counter()),
+    per_call, n, _ = step_bench.timed(lambda: calls.append(time.perf_counter()),
                                    torch.device("cpu"), warmup=2, repeats=4, budget=10)
     assert n == step_bench.BLOCKS * 4 and len(calls) == 2 + n
     assert 0 < per_call < 0.01
