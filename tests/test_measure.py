@@ -151,3 +151,15 @@ def test_cpu_memory_probe_prints_nothing_on_stderr():
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) >= 4 * 1000 * 1000       # the product's 4 MB were seen
     assert "USDT" not in out.stderr and "profiler_start" not in out.stderr, out.stderr
+
+
+def test_profile_table_lists_the_step_operators(capsys):
+    from measure import profile
+
+    assert profile.main(["--method", "cnn", "--arch", "lenet5", "--steps", "1",
+                         "--warmup", "1", "--rows", "50"]) == 0
+    out = capsys.readouterr().out
+    # the step's own convolution backward must be among the profiled operators
+    assert "aten::convolution_backward" in out
+    assert profile.main(["--steps", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --steps must be in 1..10000, got 0"
