@@ -56,6 +56,19 @@ def test_pareto_front_skips_unreliable_timings(drawn, tmp_path):
     assert "Pareto front (per architecture, reliable timings only)" in labels
 
 
+def test_a_point_that_beats_every_other_is_named_instead_of_a_front(drawn, tmp_path):
+    """The CNN cheaper and more accurate than every CEMNet: no front line, and the legend says
+    why (before: the figure simply had no front)."""
+    s = pd.DataFrame([row("cnn", 1e5, 0.99, 1.0), row("cemnet", 1e5, 0.98, 2.0),
+                      row("cemnet-no-bn-dropout", 1e5, 0.97, 1.5)])
+    figures.accuracy_vs(s, "train_s", "s", "t", tmp_path / "a.png", mark_unreliable=True)
+    ax = drawn[0].axes[0]
+    assert not [line for line in ax.lines if line.get_linestyle() == "--"]
+    labels = [t.get_text() for t in drawn[0].legends[0].get_texts()]
+    assert any("cheaper and more accurate than the rest" in x and "lenet5: cnn" in x
+               for x in labels), labels
+
+
 def history(methods, epochs, seeds=(0, 1, 2)):
     return pd.DataFrame([{"method": m, "arch": "lenet5", "variant": "", "seed": s, "epoch": e,
                           "val_acc": 0.5 + 0.01 * e + 0.001 * s + 0.02 * i}
