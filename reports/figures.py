@@ -239,8 +239,8 @@ def accuracy_vs(summary: pd.DataFrame, xcol: str, xlabel: str, title: str, out: 
     value as small dots, no interval. Points that would hide each other are drawn side by
     side (dodged along the cost axis) and named in a note under the figure. The Pareto
     front of a facet goes through points with reliable timings only (the hollow ones are
-    flagged), and is drawn only when it has at least two; a facet where one point beats
-    every other on both axes is named in the legend instead.
+    flagged), and is drawn only when it has at least two; a facet whose front is a single point
+    (no other point cheaper or more accurate) names it in the legend instead.
     """
     s = summary[summary[xcol].notna() & (summary[xcol] > 0)]
     if s.empty:
@@ -251,7 +251,7 @@ def accuracy_vs(summary: pd.DataFrame, xcol: str, xlabel: str, title: str, out: 
     # each facet its own y range: methods are compared within an architecture only
     fig, axes = plt.subplots(1, len(archs), figsize=(max(5.0, 3.6 * len(archs)), 4.0), squeeze=False)
     front_drawn, seeds_drawn, hollow = False, False, False
-    dominant: list[str] = []      # facets whose front is one point: it beats every other
+    dominant: list[str] = []      # facets whose front is one point: none cheaper or better
     dodged: list[str] = []
     for ax, arch in zip(axes[0], archs):
         sub = s[s["arch"] == arch]
@@ -322,8 +322,8 @@ def accuracy_vs(summary: pd.DataFrame, xcol: str, xlabel: str, title: str, out: 
                                                            "reliable timings per architecture"))
     if dominant and not front_drawn:
         # a one-point front is no line; say so, or a reader looks for the missing front
-        handles.append(Line2D([], [], ls="none", label="no Pareto front line: one point is both\n"
-                                                       "cheaper and more accurate than the rest\n("
+        handles.append(Line2D([], [], ls="none", label="no Pareto front line: a single point,\n"
+                                                       "no other is cheaper or more accurate\n("
                                                        + "; ".join(dominant) + ")"))
     fig.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle(title, fontsize=9)

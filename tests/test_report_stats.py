@@ -381,11 +381,13 @@ def test_accuracy_figure_bounds_facets_and_front(tree, tmp_path, captured):
             for seg in coll.get_segments():
                 assert all(0 <= y <= 1 for _, y in seg)
     # lenet5: cnn and spectral-param at equal MACs -> a one-point front, not drawn;
-    # vgg-small: the same; so no facet has a front and the legend names none
+    # vgg-small: the same; so no facet has a front line, and the legend says why
     dashed = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     assert not dashed
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert not any("Pareto" in t for t in legend)
+    assert not any("Pareto front (per architecture" in t for t in legend)
+    assert any(t.startswith("no Pareto front line: a single point") and "lenet5: " in t
+               and "vgg-small: " in t for t in legend), legend
     assert "single seeds (n < 3: no interval)" in legend
     # a facet with a real front: it is drawn and named
     two = main[main["arch"] == "lenet5"].copy()

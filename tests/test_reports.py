@@ -25,6 +25,7 @@ seeds = [0, 1]
 epochs = 1
 subset = 300
 val_size = 100
+threads = 1   # auto threads follow the load, and runs at other counts are other settings
 
 [[runs]]
 method = "cnn"
