@@ -65,10 +65,11 @@ def main(argv=None) -> int:
         activate(device, "fp32")
         # Kineto prints 'USDT: ...' lines on stderr unless its log level is above 5
         os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+        table = profile_table(args.method, args.arch, device=device, warmup=args.warmup,
+                              steps=args.steps, rows=args.rows)
         print(f"{args.method}/{args.arch}, batch 100, {args.steps} steps after {args.warmup} "
               f"warm-up steps, {device}, {torch.get_num_threads()} thread(s)")
-        print(profile_table(args.method, args.arch, device=device, warmup=args.warmup,
-                            steps=args.steps, rows=args.rows))
+        print(table)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

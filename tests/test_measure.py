@@ -163,3 +163,6 @@ def test_profile_table_lists_the_step_operators(capsys):
     assert "aten::convolution_backward" in out
     assert profile.main(["--steps", "0"]) == 2
     assert capsys.readouterr().err.strip() == "error: --steps must be in 1..10000, got 0"
+    assert profile.main(["--method", "nosuch", "--steps", "1", "--warmup", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: unknown method 'nosuch'")

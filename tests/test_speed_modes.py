@@ -52,17 +52,23 @@ def one_arch(method: str) -> str:
     return "lenet5" if "lenet5" in archs else archs[0]
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-def test_every_fft_runs_in_float32_under_autocast(dtype):
-    """Old code: FFC's and GFNet's FFTs took the bf16 output of their 1x1 convolution /
-    linear layer (CPU autocast hid it by casting FFT inputs; CUDA autocast does not)."""
-    found = {}
+def every_model(device: str = "cpu"):
+    """(method, spec, input shape, model in train mode) for each method at its LeNet-5 (or
+    first) architecture, default options, seeded."""
     for method in methods.names():
         arch = one_arch(method)
         shape = input_shape(arch)
         spec = RunSpec(method, arch, "bench", hparams=resolve_hparams(method, arch, {}))
         torch.manual_seed(0)
-        model = methods.build(spec, shape, 10).train()
+        yield method, spec, shape, methods.build(spec, shape, 10).to(device).train()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_every_fft_runs_in_float32_under_autocast(dtype):
+    """Old code: FFC's and GFNet's FFTs took the bf16 output of their 1x1 convolution /
+    linear layer (CPU autocast hid it by casting FFT inputs; CUDA autocast does not)."""
+    found = {}
+    for method, _, shape, model in every_model():
         x, y = torch.randn(2, *shape), torch.tensor([1, 2])
         probe = FFTInputs()
         with probe, torch.autocast("cpu", dtype=dtype):
@@ -272,12 +278,7 @@ def test_every_method_trains_a_mixed_precision_step_on_cuda(policy):
     """On a GPU, where autocast leaves FFTs alone and cuFFT refuses bfloat16 and float16
     at 28 x 28: every method's training step runs and gives a finite loss."""
     failed = {}
-    for method in methods.names():
-        arch = one_arch(method)
-        shape = input_shape(arch)
-        spec = RunSpec(method, arch, "bench", hparams=resolve_hparams(method, arch, {}))
-        torch.manual_seed(0)
-        model = methods.build(spec, shape, 10).cuda().train()
+    for method, spec, shape, model in every_model("cuda"):
         opt = make_optimizer(spec, model.parameters())
         x, y = torch.randn(4, *shape, device="cuda"), torch.arange(4, device="cuda")
         try:
